@@ -1,0 +1,44 @@
+# Two commands for users (see README): `make demo` runs the whole pipeline on the embedded
+# defaults, `make test` runs the test suite. Both create .venv first when needed.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv demo test test-fast cluster-start cluster-stop clean-runs config
+
+venv: $(STAMP)
+
+# torch==2.13.0 first, with that exact pin: any looser spec pulls a multi-GB CUDA build on CPU boxes.
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	$(VENV)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+demo: venv
+	umask 007 && bash slurm/run-demo.sh
+
+test: venv
+	umask 007 && $(VENV)/bin/python -m pytest -q
+
+test-fast: venv
+	umask 007 && $(VENV)/bin/python -m pytest -q -m "not slow and not slurm"
+
+cluster-start:
+	bash slurm/local-cluster.sh start
+
+cluster-stop:
+	bash slurm/local-cluster.sh stop
+
+config: venv
+	$(VENV)/bin/python -m healthai.config.dump > configs/pipeline.yaml
+
+clean-runs:
+	rm -rf runs
