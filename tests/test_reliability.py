@@ -1,0 +1,115 @@
+"""Reliability and security drills that cut across stages (issue 13): disk full, fuzzed input, safe loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from healthai.io import BadLine, Line, iter_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+COPY = Path(__file__).parent / "fixtures" / "copy_stage.py"
+
+
+# -- disk full -------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 64 KiB tmpfs as the project directory (needs root, as in CI; fails otherwise, never skips)."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0770", "tmpfs", str(mount_point)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, f"cannot mount a tmpfs for the disk-full drill: {out.stderr.strip()}"
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def test_disk_full_fails_clearly_leaves_nothing_partial_and_reruns(tiny_tmpfs, tmp_path):
+    src = tmp_path / "in.jsonl"
+    with open(src, "w") as fh:
+        for i in range(3000):
+            fh.write(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
+                                              {"role": "assistant", "content": "an answer " * 5}]}) + "\n")
+    env = dict(os.environ, HEALTHAI_PROJECT_DIR=str(tiny_tmpfs / "project"))
+    run = lambda: subprocess.run([sys.executable, str(COPY), str(src)], capture_output=True, text=True, env=env)
+    full = run()
+    assert full.returncode == 1
+    assert "Traceback" not in full.stderr
+    assert re.search(r"error: \[copy\] disk full while writing .*out\.jsonl", full.stderr), full.stderr
+    out_dir = tiny_tmpfs / "project" / "copy"
+    assert not (out_dir / "out.jsonl").exists() and not (out_dir / "manifest.json").exists()
+    assert list(out_dir.glob("*.tmp.*")) == [] and not (out_dir / ".lock").exists()
+    subprocess.run(["mount", "-o", "remount,size=8m", str(tiny_tmpfs)], check=True)
+    again = run()
+    assert again.returncode == 0, again.stderr
+    assert len((out_dir / "out.jsonl").read_text().splitlines()) == 3000
+
+
+# -- fuzzing the reader ------------------------------------------------------------------------
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                           max_leaves=20)
+raw_lines = st.one_of(
+    st.binary(max_size=300),                                             # arbitrary bytes, bad UTF-8, NULs
+    st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    json_values.map(lambda v: json.dumps(v).encode()),                   # valid JSON, any shape
+    st.integers(1, 3000).map(lambda n: b"[" * n + b"]" * n),              # deeply nested
+    json_values.map(lambda v: json.dumps(v).encode()[:-1]),              # truncated
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(raw_lines, max_size=12), bom=st.booleans(), crlf=st.booleans())
+def test_reader_never_crashes_and_accounts_for_every_line(tmp_path, lines, bom, crlf):
+    sep = b"\r\n" if crlf else b"\n"
+    flat = [part for line in lines for part in line.replace(b"\r", b" ").split(b"\n")]
+    data = (b"\xef\xbb\xbf" if bom else b"") + sep.join(flat)
+    path = tmp_path / "fuzz.jsonl"
+    path.write_bytes(data)
+    items = list(iter_jsonl(path, max_record_bytes=200, required=("messages",)))
+    non_blank = sum(1 for i, part in enumerate(data.split(b"\n"))
+                    if (part[3:] if i == 0 and part.startswith(b"\xef\xbb\xbf") else part).strip())
+    assert len(items) == non_blank                    # every line is kept or rejected, none lost
+    for item in items:
+        assert isinstance(item, (Line, BadLine))
+        if isinstance(item, BadLine):
+            assert item.reason and item.line >= 1 and json.dumps(item.rejected(), ensure_ascii=False)
+
+
+# -- safe loading ------------------------------------------------------------------------------
+def _python_sources():
+    for folder in ("src", "0.ml-example", "1.Initial-curation", "2.Filter", "3.Merge", "4.Clinical-reasoning",
+                   "fine-tuning", "inference", "benchmarks"):
+        yield from (REPO / folder).rglob("*.py")
+
+
+def test_no_remote_code_no_pickle_weights():
+    violations = []
+    for path in _python_sources():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
+            code = line.split("#", 1)[0]
+            if re.search(r"trust_remote_code\s*=\s*True", code):
+                violations.append(f"{path}:{number}: trust_remote_code=True")
+            if re.search(r"torch\.load\(", code) and "weights_only=True" not in code:
+                violations.append(f"{path}:{number}: torch.load without weights_only=True")
+            if re.search(r"safe_serialization\s*=\s*False", code):
+                violations.append(f"{path}:{number}: non-safetensors save")
+            if re.search(r"\bpickle\.loads?\(", code):
+                violations.append(f"{path}:{number}: pickle load")
+    assert violations == []
+
+
+def test_the_grep_catches_a_violation(tmp_path):
+    # the check above must be able to fail: the same patterns on a known-bad line
+    bad = 'model = AutoModelForCausalLM.from_pretrained(p, trust_remote_code=True)'
+    assert re.search(r"trust_remote_code\s*=\s*True", bad)
+    assert re.search(r"torch\.load\(", "state = torch.load(path)")
