@@ -106,7 +106,7 @@ def test_env_selects_site_and_project_dir(monkeypatch, tmp_path):
 
 
 def test_unknown_site_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown site 'mars' \\(known: deucalion, local\\)"):
+    with pytest.raises(ConfigError, match="unknown site 'mars' \\(known: ci, deucalion, local\\)"):
         load_config(site="mars")
 
 
