@@ -36,6 +36,30 @@ class Category:
 
 
 @dataclass
+class LLMRewriterConfig:
+    """Generation settings of the `llm` rewriter backend (transformers generate)."""
+
+    batch_size: int = field(8, min=1)
+    """Prompts per generate call (left-padded; a batch of one is never padded)."""
+    max_new_tokens: int = field(200, min=8)
+    """Longest generated reply (tokens); a 1-5 sentence JSON answer needs ~120."""
+    do_sample: bool = False
+    """False: greedy decoding on the first try (deterministic). Retries always sample."""
+    temperature: float = field(0.7, min=0.01, max=2.0)
+    """Sampling temperature for retries (and for the first try when do_sample is true)."""
+    top_p: float = field(0.9, min=0.01, max=1.0)
+    """Nucleus sampling mass for sampled tries."""
+    retries: int = field(2, min=0)
+    """Extra sampled tries for a record whose reply is not valid JSON or fails validation."""
+    fallback: str = field("rules", choices=("rules", "reject"))
+    """What happens to a record still invalid after the retries: rules rewrite, or rejected.jsonl."""
+    prompt_template: str = "Patient question:\n{question}\n\nDoctor's answer:\n{answer}"
+    """User message sent to the rewriter ({question}, {answer} filled in)."""
+    max_answer_chars: int = field(2000, min=100)
+    """Longer answers/questions are cut to this many characters in the prompt."""
+
+
+@dataclass
 class FilterConfig:
     """Quality rules, the workshop's category table and the rewriter (stage 2)."""
 
@@ -65,6 +89,102 @@ class FilterConfig:
     """Every urgent answer must start with exactly this sentence."""
     backend: str = field("rules", choices=("rules", "llm"))
     """Rewriter backend: rules (deterministic, no model) or llm (models.rewriter)."""
+    seed: int = 42
+    """Seed of the stratified sample (and of sampled LLM retries)."""
+    reserve_size: int = field(150, min=0)
+    """Extra rewritten + validated records (not in the sample) kept in reserve.jsonl for stage 3's top-up."""
+    forbidden_phrases: list[str] = field(default_factory=lambda: [
+        "no need to worry", "nothing to worry", "don't worry", "do not worry", "dont worry",
+        "hope this helps", "hope it helps", "hope this answers", "hope i have answered",
+        "hope i have solved", "hope i answered", "let me know", "feel free to ask",
+        "wish you good health", "wishing you good health",
+    ])
+    """Phrases (case-insensitive, whole words, curly apostrophes normalised) that may not appear in an answer."""
+    forbidden_policy: str = field("remove", choices=("remove", "reject"))
+    """remove: cut the phrase (and its trailing punctuation) from the original answer; reject: reject the record."""
+    dosage_units: list[str] = field(default_factory=lambda: [
+        "mg", "mgs", "milligrams?", "mcg", "µg", "micrograms?", "g", "gm", "gms", "grams?", "ml", "mls",
+        "millilit(?:er|re)s?", "iu", "units?", "tablets?", "tabs?", "capsules?", "caps?", "pills?",
+        "drops?", "puffs?", "sachets?", "teaspoons?", "tsp", "tablespoons?", "tbsp",
+    ])
+    """Units (regex fragments) that make "<number> <unit>" a dosage: "500 mg", "2 tablets", "10 ml"."""
+    dosage_not_after: list[str] = field(default_factory=lambda: ["/dl", "/l", "/ml", "/mmol", "%", "/24"])
+    """A number+unit followed by one of these is a lab value, not a dosage ("120 mg/dL")."""
+    dosage_frequencies: list[str] = field(default_factory=lambda: [
+        r"(?:once|twice|thrice)\s+(?:a\s+|per\s+|every\s+)?(?:daily|day|night|week)",
+        r"(?:one|two|three|four|\d+)\s+times?\s+(?:a|per|every)\s+day",
+        r"\d+\s+times?\s+daily",
+        r"every\s+\d+(?:\s*(?:-|to)\s*\d+)?\s*(?:hours?|hrs?|h)",
+        r"q\.?\s?\d+\s?h", r"b\.?i\.?d\.?", r"t\.?i\.?d\.?", r"q\.?i\.?d\.?",
+    ])
+    """Dosing frequencies (regex fragments, whole words): any match is a regimen ("twice daily", "every 6 hours")."""
+    urgent_patterns: list[str] = field(default_factory=lambda: [
+        "chest pain", r"chest (?:tightness|pressure)", r"pain in (?:my|the|his|her) chest",
+        r"short(?:ness)? of breath", r"(?:difficulty|trouble|hard) (?:in )?breathing", r"can(?:'t|not) breathe",
+        "breathless(?:ness)?", "stroke", "heart attack", "emergency", "unconscious(?:ness)?",
+        r"pass(?:ed|ing) out", "faint(?:ed|ing)", r"seizures?", "convulsions?", r"suicid(?:e|al)",
+        r"kill(?:ing)? myself", "overdose", "poison(?:ed|ing)", "anaphyla(?:xis|ctic)",
+        r"(?:severe|heavy|profuse|uncontrolled) bleeding", r"(?:coughing|vomiting) (?:up )?blood",
+        r"blood in (?:my |the )?vomit", "slurred speech", r"face (?:is )?drooping",
+        r"numbness (?:on|of) one side", r"swelling of (?:the|my) (?:throat|tongue|lips)",
+        r"(?:severe|sudden|worst) headache", r"stiff neck with fever",
+    ])
+    """Urgent-detector patterns (regex fragments, whole words, case-insensitive); one un-negated match = urgent."""
+    negation_cues: list[str] = field(default_factory=lambda: [
+        "no", "not", "without", "denies", "deny", "denied", "never", "nor", "neither", "free of",
+        "negative for", "absence of", "don't have", "do not have", "doesn't have", "didn't have",
+        "haven't had", "has not had", "have not had",
+    ])
+    """A cue within negation_window words before a match negates it ("no chest pain"); the clause ends at . , ; : ! ? or 'but'."""
+    negation_pseudo: list[str] = field(default_factory=lambda: [
+        "no idea", "not sure", "no doubt", "not only", "not certain", "no matter", "not know",
+    ])
+    """Phrases that contain a cue but negate nothing ("no idea why I get chest pain")."""
+    negation_window: int = field(5, min=0)
+    """How many words before a match a negation cue may stand (same clause)."""
+    urgent_category: str = "urgent symptoms"
+    """Category given to every question the urgent detector flags (ahead of keyword matches)."""
+    pediatric_category: str = "pediatric"
+    """Category whose 'year old' keyword is checked against the parsed age."""
+    pediatric_max_age: int = field(17, min=0, max=30)
+    """A "<N> year old" matches the pediatric category only when N <= this ("45 year old" does not)."""
+    urgent_resolution: str = field("either", choices=("either", "detector"))
+    """meta.is_urgent for llm rewrites: either = model OR detector (safer), detector = detector only."""
+    min_sentences: int = field(1, min=1)
+    """Fewest sentences in a rewritten answer (pysbd sentence boundaries)."""
+    max_sentences: int = field(5, min=1)
+    """Most sentences in a rewritten answer, prefix and closing sentence included."""
+    rules_advice_sentences: int = field(3, min=1)
+    """The rules backend keeps at most this many sentences of the cleaned answer (plus prefix and closing)."""
+    rules_skip_patterns: list[str] = field(default_factory=lambda: [
+        r"^(?:hi|hello|hey|dear|welcome|thanks?|thank you|greetings)\b", r"\bchat ?doctor\b",
+        r"\bi (?:can |do )?understand your concern", r"\bi have (?:gone through|read|reviewed) your",
+        r"\bconsult (?:a|an|your) \w+ online\b", r"\b(?:regards|take care)\b", r"\?$",
+    ])
+    """Sentences of the original answer the rules backend never keeps (greetings, sign-offs, questions); regex, case-insensitive."""
+    bullet_pattern: str = r"(?m)^\s*(?:[-*\u2022\u25cf\u25aa]|\d{1,2}[.)])\s+"
+    """A line matching this regex makes an answer a bullet list (rejected by validation)."""
+    drug_vocabulary: str | None = "data/raw/drugbank_vocabulary.csv"
+    """CSV of drug names (DrugBank 'Common name' column); a name in a rewrite but not in the original fails validation. null: extra_drug_names only."""
+    extra_drug_names: list[str] = field(default_factory=lambda: [
+        "paracetamol", "acetaminophen", "ibuprofen", "aspirin", "tylenol", "advil", "motrin", "crocin",
+        "dolo", "calpol", "aleve", "naproxen", "benadryl", "zyrtec", "claritin", "nurofen", "panadol",
+    ])
+    """Brand and common names the vocabulary lacks."""
+    drug_name_stoplist: list[str] = field(default_factory=lambda: [
+        "water", "date", "iron", "calcium", "potassium", "sodium", "oxygen", "hemoglobin", "cholesterol",
+        "cotton", "serotonin", "dopamine", "creatinine", "urea", "yeast", "caffeine", "rice", "egg",
+        "coconut", "banana", "lemon", "apple", "papaya", "honey", "ginger", "cabbage", "cranberry",
+        "turmeric", "glucose", "sugar", "salt", "alcohol", "nicotine", "vitamin", "zinc", "magnesium",
+        "protein", "insulin", "estrogen", "progesterone", "testosterone", "histamine", "milk", "garlic",
+    ])
+    """Drug-vocabulary names that are also everyday words (foods, minerals, hormones): never counted as a new drug."""
+    drug_min_chars: int = field(4, min=1)
+    """Vocabulary names shorter than this are ignored (too many false hits)."""
+    max_drug_name_words: int = field(3, min=1)
+    """Longest vocabulary name (words) that is matched; longer names are dropped from the list."""
+    llm: LLMRewriterConfig = field(default_factory=LLMRewriterConfig)
+    """Generation settings of the llm backend (model folder: models.rewriter, else models.base)."""
 
     def validate(self) -> None:
         total = sum(c.weight for c in self.categories)
@@ -72,3 +192,26 @@ class FilterConfig:
             raise ValueError(f"categories weights must sum to 1.0, got {total:.4f}")
         if self.min_words > self.max_words:
             raise ValueError(f"min_words ({self.min_words}) > max_words ({self.max_words})")
+        if self.min_sentences > self.max_sentences:
+            raise ValueError(f"min_sentences ({self.min_sentences}) > max_sentences ({self.max_sentences})")
+        if self.rules_advice_sentences + 2 > self.max_sentences:
+            raise ValueError(f"rules_advice_sentences ({self.rules_advice_sentences}) + prefix + closing "
+                             f"exceeds max_sentences ({self.max_sentences})")
+        names = [c.name for c in self.categories]
+        if len(set(names)) != len(names) or not all(names):
+            raise ValueError(f"category names must be unique and non-empty, got {names}")
+        for key in ("urgent_category", "pediatric_category"):
+            if getattr(self, key) not in names:
+                raise ValueError(f"{key} '{getattr(self, key)}' is not one of the categories {names}")
+        import re
+
+        for key in ("dosage_units", "dosage_frequencies", "urgent_patterns", "rules_skip_patterns"):
+            for i, pattern in enumerate(getattr(self, key)):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"{key}[{i}] is not a valid regex ({exc}): {pattern!r}") from None
+        try:
+            re.compile(self.bullet_pattern)
+        except re.error as exc:
+            raise ValueError(f"bullet_pattern is not a valid regex ({exc})") from None
