@@ -51,8 +51,11 @@ def check_structure(record: dict) -> tuple[str, str] | None:
 
 # -- dosages -------------------------------------------------------------------------
 @lru_cache(maxsize=32)
-def _dosage_regex(units: tuple[str, ...], not_after: tuple[str, ...], freqs: tuple[str, ...]) -> re.Pattern:
-    number = r"\d+(?:[.,]\d+)?(?:\s*(?:-|to|/)\s*\d+(?:[.,]\d+)?)?"
+def _dosage_regex(units: tuple[str, ...], not_after: tuple[str, ...], freqs: tuple[str, ...],
+                  words: tuple[str, ...] = ()) -> re.Pattern:
+    digits = r"\d+(?:[.,]\d+)?(?:\s*(?:-|to|/)\s*\d+(?:[.,]\d+)?)?"
+    spelled = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in sorted(words, key=len, reverse=True))
+    number = rf"{digits}|\b(?:{spelled})" if spelled else digits
     unit = "|".join(f"(?:{u})" for u in units)
     lab = "|".join(re.escape(s) for s in not_after)
     amount = rf"(?<![\w.])(?:{number})\s*(?:{unit})\b" + (rf"(?!\s*(?:{lab}))" if lab else "")
@@ -62,7 +65,8 @@ def _dosage_regex(units: tuple[str, ...], not_after: tuple[str, ...], freqs: tup
 
 
 def dosage_regex(cfg: FilterConfig) -> re.Pattern:
-    return _dosage_regex(tuple(cfg.dosage_units), tuple(cfg.dosage_not_after), tuple(cfg.dosage_frequencies))
+    return _dosage_regex(tuple(cfg.dosage_units), tuple(cfg.dosage_not_after), tuple(cfg.dosage_frequencies),
+                         tuple(cfg.dosage_number_words))
 
 
 def find_dosages(text: str, cfg: FilterConfig) -> list[str]:

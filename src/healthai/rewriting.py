@@ -149,6 +149,7 @@ def select_advice(answer: str, cfg: FilterConfig) -> list[str]:
     pieces = []
     for line in normalise_apostrophes(answer).splitlines():  # bullet lines become sentences
         pieces.extend(split_sentences(line))
+    cues = [re.compile(p, re.IGNORECASE) for p in cfg.rules_advice_cues]
     kept = []
     for raw in pieces:
         s = _clean_sentence(raw)
@@ -157,7 +158,10 @@ def select_advice(answer: str, cfg: FilterConfig) -> list[str]:
         if s in (cfg.closing_sentence, cfg.urgent_prefix):
             continue
         kept.append(s)
-    return kept[:cfg.rules_advice_sentences]
+    # Actionable sentences first, then the others, each group in answer order; output in answer order.
+    ranked = sorted(range(len(kept)), key=lambda i: (not any(c.search(kept[i]) for c in cues), i))
+    chosen = sorted(ranked[:cfg.rules_advice_sentences])
+    return [kept[i] for i in chosen]
 
 
 def rewrite_rules(question: str, answer: str, urgent: bool, cfg: FilterConfig) -> str | None:

@@ -108,6 +108,10 @@ class FilterConfig:
         "drops?", "puffs?", "sachets?", "teaspoons?", "tsp", "tablespoons?", "tbsp",
     ])
     """Units (regex fragments) that make "<number> <unit>" a dosage: "500 mg", "2 tablets", "10 ml"."""
+    dosage_number_words: list[str] = field(default_factory=lambda: [
+        "one", "two", "three", "four", "five", "six", "half", "a half", "one and a half",
+    ])
+    """Number words that count as a dose amount before a unit ("one tablet", "half tablet")."""
     dosage_not_after: list[str] = field(default_factory=lambda: ["/dl", "/l", "/ml", "/mmol", "%", "/24"])
     """A number+unit followed by one of these is a lab value, not a dosage ("120 mg/dL")."""
     dosage_frequencies: list[str] = field(default_factory=lambda: [
@@ -158,10 +162,24 @@ class FilterConfig:
     """The rules backend keeps at most this many sentences of the cleaned answer (plus prefix and closing)."""
     rules_skip_patterns: list[str] = field(default_factory=lambda: [
         r"^(?:hi|hello|hey|dear|welcome|thanks?|thank you|greetings)\b", r"\bchat ?doctor\b",
-        r"\bi (?:can |do )?understand your concern", r"\bi have (?:gone through|read|reviewed) your",
-        r"\bconsult (?:a|an|your) \w+ online\b", r"\b(?:regards|take care)\b", r"\?$",
+        r"\bunderstand your (?:concern|situation|worry|problem|query|anxiety)", r"\bhere to help\b",
+        r"\bi have (?:gone through|read|reviewed|seen) (?:your|the)", r"\bconsult (?:a|an|your) \w+ online\b",
+        r"\b(?:regards|take care|best wishes|good luck|get well soon)\b", r"\bhope (?:you|this|it|my|that)\b",
+        r"\b(?:revert|follow up) (?:back )?(?:to me|with (?:me|us))\b", r"\?$",
+        # diagnostic claims and reasoning: the rewriter prompt forbids them
+        r"\byou (?:are suffering|suffer) from\b", r"\byou (?:probably|definitely|likely|most likely) have\b",
+        r"\b(?:i think|i feel|i believe|in my opinion|my diagnosis|the diagnosis is)\b",
     ])
-    """Sentences of the original answer the rules backend never keeps (greetings, sign-offs, questions); regex, case-insensitive."""
+    """Sentences of the original answer the rules backend never keeps (greetings, sign-offs, questions,
+    diagnostic claims); regex, case-insensitive."""
+    rules_advice_cues: list[str] = field(default_factory=lambda: [
+        r"^(?:please |kindly )?(?:take|apply|drink|eat|use|keep|stop|start|try|avoid|consult|visit|see|get|go|do|"
+        r"don't|do not|follow|continue|rest|consider|wear|wash|check|monitor|reduce|increase|limit|maintain|"
+        r"practice|include|sleep|exercise|walk|seek|undergo|contact|meet|report)\b",
+        r"\byou (?:should|must|can|may|need to|have to|could)\b", r"\bi (?:would )?(?:suggest|advise|recommend)\b",
+        r"\b(?:it is|it's) (?:advisable|better|important|recommended|best)\b", r"\b(?:please|kindly)\b",
+    ])
+    """Sentences matching one of these (regex, case-insensitive) are preferred by the rules backend: actionable advice first."""
     bullet_pattern: str = r"(?m)^\s*(?:[-*\u2022\u25cf\u25aa]|\d{1,2}[.)])\s+"
     """A line matching this regex makes an answer a bullet list (rejected by validation)."""
     drug_vocabulary: str | None = "data/raw/drugbank_vocabulary.csv"
@@ -205,7 +223,8 @@ class FilterConfig:
                 raise ValueError(f"{key} '{getattr(self, key)}' is not one of the categories {names}")
         import re
 
-        for key in ("dosage_units", "dosage_frequencies", "urgent_patterns", "rules_skip_patterns"):
+        for key in ("dosage_units", "dosage_frequencies", "urgent_patterns", "rules_skip_patterns",
+                    "rules_advice_cues"):
             for i, pattern in enumerate(getattr(self, key)):
                 try:
                     re.compile(pattern)
