@@ -201,17 +201,22 @@ def make_models(seed: int = SEED) -> dict[str, Pipeline]:
 
 
 def cross_validate_models(models: dict, X, y, cv) -> pd.DataFrame:
-    """Cross-validated ROC AUC, PR AUC and Brier score on the training set: mean and std over folds, one row per model."""
+    """Cross-validated ROC AUC, PR AUC and Brier score on the training set: one row per model and fold."""
     scoring = {"roc_auc": "roc_auc", "pr_auc": "average_precision", "brier": "neg_brier_score"}
-    rows = []
+    frames = []
     for name, model in models.items():
         res = cross_validate(model, X, y, cv=cv, scoring=scoring, n_jobs=1)
-        row = {"model": name}
-        for key in scoring:
-            vals = res[f"test_{key}"] * (-1 if key == "brier" else 1)
-            row[f"{key}_mean"], row[f"{key}_std"] = float(np.mean(vals)), float(np.std(vals))
-        rows.append(row)
-    return pd.DataFrame(rows)
+        frames.append(pd.DataFrame({"model": name, "fold": np.arange(len(res["test_roc_auc"])),
+                                    "roc_auc": res["test_roc_auc"], "pr_auc": res["test_pr_auc"],
+                                    "brier": -res["test_brier"]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def summarise_cv(folds: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over folds of each metric in a `cross_validate_models` table."""
+    summary = folds.drop(columns="fold").groupby("model", sort=False).agg(["mean", "std"])
+    summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
+    return summary.reset_index()
 
 
 def out_of_fold_scores(models: dict, X, y, cv) -> dict[str, np.ndarray]:
