@@ -138,7 +138,7 @@ _BULLET_START = re.compile(r"^\s*(?:[-*\u2022\u25cf\u25aa]|\d{1,2}[.)])\s+")
 def _clean_sentence(s: str) -> str:
     s = _BULLET_START.sub("", s).strip()
     s = " ".join(s.split())
-    if s and s[-1] not in ".!?":
+    if s and s[-1] not in ".!?:":  # a trailing ":" stays, so the skip pattern for list intros sees it
         s += "."
     return s[:1].upper() + s[1:]
 

@@ -24,7 +24,7 @@ def _largest_remainder(shares: dict[str, float], total: int) -> dict[str, int]:
     mass = sum(shares.values())
     if total <= 0 or mass <= 0:
         return {k: 0 for k in shares}
-    exact = {k: total * v / mass for k, v in shares.items()}
+    exact = {k: round(total * v / mass, 9) for k, v in shares.items()}  # 0.15/0.6*150 is 37.4999...
     out = {k: int(v) for k, v in exact.items()}
     left = total - sum(out.values())
     order = sorted(shares, key=lambda k: (-(exact[k] - out[k]), -shares[k], k))

@@ -219,6 +219,7 @@ def summarise_matches(medicines, matches_per_med, index: DrugIndex) -> tuple[dic
         "ingredient_names": names,
         "names_matched": matched,
         "name_match_rate": round(matched / names, 4) if names else 0.0,
+        "names_exact": exact,
         "exact_only_rate": round(exact / names, 4) if names else 0.0,
         "occurrence_match_rate": round(matched_occ / total_occ, 4) if total_occ else 0.0,
         "products_fully_matched": round(full / len(medicines), 4) if medicines else 0.0,
@@ -229,6 +230,10 @@ def summarise_matches(medicines, matches_per_med, index: DrugIndex) -> tuple[dic
     unmatched_rows = [[n, occurrences[n], example[n][0], example[n][1]]
                       for n in sorted(occurrences, key=lambda n: (-occurrences[n], n)) if found[n] is None]
     return stats, match_rows, unmatched_rows
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "n/a"
 
 
 def format_stats(stats: dict) -> str:
@@ -243,8 +248,8 @@ def format_stats(stats: dict) -> str:
              f"  malformed CSV rows     : {r['malformed']}",
              f"  boilerplate removed in : {r['boilerplate_removed']}",
              f"ingredient names         : {m['ingredient_names']}",
-             f"  matched to DrugBank    : {m['names_matched']} ({100 * m['name_match_rate']:.1f}%; "
-             f"exact only {100 * m['exact_only_rate']:.1f}%)",
+             f"  matched to DrugBank    : {m['names_matched']} ({_pct(m['names_matched'], m['ingredient_names'])}; "
+             f"exact lower-cased match alone {m['names_exact']}, {_pct(m['names_exact'], m['ingredient_names'])})",
              f"  occurrences matched    : {100 * m['occurrence_match_rate']:.1f}%",
              f"  products fully matched : {100 * m['products_fully_matched']:.1f}%",
              f"split keys (train/dev/test): {stats['split_keys'].get('train', 0)}/"
@@ -289,7 +294,8 @@ source_file, source_rows`).
 - Leakage: test items quoting or tied to the mechanism of action of an ingredient that occurs in a
   train/dev product are removed (`leakage_removed.jsonl`).
 - DrugBank matching: {m['names_matched']} of {m['ingredient_names']} ingredient names
-  ({100 * m['name_match_rate']:.1f}%; exact lower-cased match alone {100 * m['exact_only_rate']:.1f}%);
+  ({_pct(m['names_matched'], m['ingredient_names'])}; exact lower-cased match alone
+  {_pct(m['names_exact'], m['ingredient_names'])});
   unmatched names in `unmatched.csv`, every match and its rule in `matches.csv`.
 
 ## Licences and terms

@@ -1,10 +1,20 @@
-"""Stage 1 (initial curation) settings."""
+"""Stage 1 (initial curation) settings.
+
+Every phrase list is a list of Python regular expressions, matched case-insensitively.
+The defaults were measured on the bundled real samples (see data/raw/SOURCES.md):
+iCliniq and HealthCareMagic answers open with "Hi/Hello, Welcome to Chat Doctor forum",
+close with "Take care. For more information consult a <specialist> online", and carry
+the ChatDoctor anonymisation token where names (and sometimes whole phrases) were cut.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from healthai.config.loader import field
+
+FORMATS = ("auto", "chatdoctor_json", "chatdoctor_jsonl", "evals_chat", "messages", "csv", "tsv")
 
 
 @dataclass
@@ -13,7 +23,7 @@ class InputSpec:
 
     path: str = ""
     """File path ({repo} / {project_dir} expanded; relative paths are under the repo)."""
-    format: str = "auto"
+    format: str = field("auto", choices=FORMATS)
     """auto | chatdoctor_json | chatdoctor_jsonl | evals_chat | messages | csv | tsv."""
     question_column: str = "question"
     """CSV/TSV only: the column holding the patient's question."""
@@ -32,12 +42,171 @@ class CurationConfig:
         InputSpec(path="data/raw/healthcaremagic_82_sample.jsonl"),
         InputSpec(path="data/raw/chatdoctor5k.json"),
     ])
-    """Raw inputs read in order (the bundled real samples by default)."""
+    """Raw inputs read in order (the bundled real samples by default); --input replaces them."""
+
+    # -- quality filters ---------------------------------------------------------------
     min_answer_words: int = field(20, min=1)
     """Answers shorter than this (words, after cleaning) are rejected as too short."""
     max_answer_words: int = field(400, min=1)
     """Answers longer than this (words) are rejected as too long."""
     min_question_words: int = field(5, min=1)
     """Questions shorter than this (words) are rejected."""
+    max_question_words: int = field(600, min=1)
+    """Questions longer than this (words) are rejected (pasted reports, not a question)."""
+    language: str = "en"
+    """Language kept (langdetect code); other languages are rejected as 'non_english'."""
+    language_fast_accept: float = field(0.25, min=0.0, max=1.0)
+    """Share of English stop words above which a text counts as English without running langdetect (speed)."""
+    language_seed: int = 0
+    """langdetect's DetectorFactory.seed: langdetect is random without it."""
+    truncation_tail_words: list[str] = field(default_factory=lambda: [
+        "a", "an", "the", "of", "to", "and", "or", "with", "for", "in", "on", "at", "by", "from", "as",
+        "is", "are", "be", "your", "my", "his", "her", "their", "this", "that", "which", "but", "if",
+        "than", "like", "such", "very", "also", "any", "some", "other",
+    ])
+    """An answer without final punctuation that ends on one of these words (or , : ( -) was cut: 'truncated'."""
+    complete_unpunctuated: bool = True
+    """An answer without final punctuation that does not look cut gets a final '.' (counted as text cleaned)."""
+
+    # -- text cleaning -----------------------------------------------------------------
+    fix_mojibake: bool = True
+    """Repair mojibake and normalise unicode with ftfy (NFC)."""
+    strip_html: bool = True
+    """Unescape HTML entities and remove HTML tags."""
+    max_repeated_punctuation: int = field(1, min=1)
+    """Runs of the same ! ? , ; : collapse to this many; runs of 4+ dots become '...'."""
+
+    # -- redundant phrases (answers) ---------------------------------------------------
+    artifact_replacements: dict[str, str] = field(default_factory=lambda: {
+        r"\bCellophane You\b": "Thank you",
+    })
+    """ChatDoctor's substitution artefacts (regex -> replacement), fixed before the phrase rules run."""
+    inline_patterns: list[str] = field(default_factory=lambda: [
+        r"\(?\s*(?:attachment|image|report|file|link)s?\s+removed\s+to\s+protect\s+patient\s+identity\s*\)?\.?",
+        r"\(\s*\.\.\.\s*\)",
+    ])
+    """Removed wherever they occur (the rest of the sentence is kept)."""
+    greeting_pattern: str = (
+        r"^(?:hi+|hello+|hey|dear|greetings|good\s+(?:morning|afternoon|evening|day))\b"
+        r"(?:\s*(?:mr|mrs|ms|miss|dr|prof)\.)?[^.,!?:;\n]{0,40}?(?:[.,!?:;]+|$|\s+(?=[A-Z]))\s*"
+    )
+    """An opening salutation ("Hi,", "Dear Mr. X,", "Hello doctor.") removed from the start of an answer."""
+    drop_sentence_patterns: list[str] = field(default_factory=lambda: [
+        r"\bchat\s*doctor\b",
+        r"\bhope\s+(?:this|that|it|my\s+(?:answer|reply|advice))\s+(?:helps?|answers?|clears?|clarifies|is\s+helpful|will\s+help)",
+        r"\bhope\s+(?:i\s+have|i've|i\s+had|to\s+have)\s+(?:answered|solved|cleared|addressed|resolved|helped)",
+        r"\bhope\s+(?:your|the)\s+(?:concern|query|question|doubt)s?\s+(?:is|are|has|have)\b",
+        r"\bhave\s+a\s+(?:nice|good|great|wonderful|pleasant)\s+day\b",
+        r"\bwish(?:ing)?\s+you\s+(?:a\s+)?(?:good|great|best\s+of|all\s+the\s+best|speedy|quick|early|fast)",
+        r"\bfor\s+(?:more|further)\s+(?:information|info|details|queries)\b.{0,80}?\bconsult\b",
+        r"\bconsult\s+an?\s+[\w\s,&-]{1,60}?\s+online\b",
+        r"\bthanks?(?:\s+you)?\s+(?:a\s+lot\s+)?for\s+(?:your|the|this)\s+(?:query|question|queries|questions|inquiry|enquiry|trust)",
+        r"\bthanks?(?:\s+you)?\s+for\s+(?:using|consulting|contacting|writing|posting|choosing|asking|reaching|taking\s+help|sharing)",
+        r"\bwelcome\s+to\b.{0,40}\b(?:forum|website|service|platform)\b",
+        r"^\s*(?:thanks|thank\s+you|thanks\s+and\s+regards|best|warm|kind)?\s*(?:regards|wishes)\b",
+        r"(?<!with\s)(?<!in\s)\bregards\b(?!\s+to\b)",
+        r"^\s*take\s+care\b",
+        r"\btake\s+care\b(?!\s+of\s+(?!yourself|your\s*self|urself))",
+        r"^\s*i\s+(?:can\s+|do\s+)?understand\s+your\s+(?:concern|worry|query|problem)s?\W*$",
+        r"^\s*(?:i\s+have\s+)?(?:gone\s+through|read|noted|reviewed)\s+your\s+(?:query|question|concern)s?(?:\s+in\s+detail)?\W*$",
+        r"\bget\s+back\s+to\s+(?:me|us)\b",
+        r"\bfeel\s+free\s+to\s+(?:ask|contact|write|consult)\b",
+        r"^\s*(?:get\s+well\s+soon|all\s+the\s+best|good\s+luck|god\s+bless(?:\s+you)?)\W*$",
+        r"^\s*(?:dr|doctor)\.?\s*$",
+    ])
+    """A sentence of an answer matching any of these is dropped whole (sign-offs, greetings, the ChatDoctor token)."""
+    residue_patterns: list[str] = field(default_factory=lambda: [
+        r"\bchat\s*doctor\b",
+        r"\bhope\s+(?:this|that|it)\s+(?:helps?|answers?)",
+        r"\bhope\s+i\s+have\s+answered",
+        r"\bhave\s+a\s+nice\s+day\b",
+        r"\bwish\s+you\s+good\s+health\b",
+        r"\bfor\s+more\s+information\b.{0,80}?\bconsult\b",
+        r"\bthanks?(?:\s+you)?\s+for\s+(?:your|the)\s+(?:query|question)",
+        r"\bthanks?(?:\s+you)?\s+for\s+using\b",
+        r"\btake\s+care\b(?!\s+of\s+(?!yourself|your\s*self|urself))",
+        r"(?<!with\s)(?<!in\s)\bregards\b(?!\s+to\b)",
+        r"^\s*(?:hi|hello|dear)\b",
+    ])
+    """Safety net: a kept answer that still matches one of these is rejected as 'boilerplate_residue'."""
+
+    # -- personal data -----------------------------------------------------------------
+    scrub_pii: bool = True
+    """Replace names, e-mails, phone numbers and URLs with placeholders (ages are kept)."""
+    pii_placeholders: dict[str, str] = field(default_factory=lambda: {
+        "EMAIL": "[EMAIL]", "URL": "[URL]", "PHONE": "[PHONE]", "NAME": "[NAME]", "ID": "[ID]",
+    })
+    """Replacement text per kind of personal data."""
+    pii_name_triggers: list[str] = field(default_factory=lambda: [
+        r"\b(?:dear|hi|hello|hey|hii|greetings)\b,?",
+        r"\b(?:mr|mrs|ms|miss|mx|dr|prof|doctor|sister|nurse)\b\.?",
+        r"\bmy\s+name\s+is\b",
+        r"\bi\s+am\s+called\b",
+        r"\bthis\s+is\s+(?=[A-Z])",
+        r"\b(?:regards|thanks|sincerely|yours\s+truly|best\s+wishes|cheers),?(?:\s*-)?",
+        r"\b(?:my\s+(?:son|daughter|husband|wife|mother|father|mom|dad|brother|sister|friend|boyfriend|girlfriend|baby|child|partner))(?:'s\s+name\s+is|\s*,)?",
+        r"\b(?:named|called)\b",
+    ])
+    """Regexes after which one or two capitalised words are taken to be a person's name."""
+    pii_not_names: list[str] = field(default_factory=lambda: [
+        "doctor", "doc", "dr", "sir", "madam", "maam", "ma'am", "there", "all", "team", "everyone", "friend",
+        "chat", "chatdoctor", "i", "im", "i'm", "my", "we", "you", "the", "a", "an", "and", "thanks", "thank",
+        "please", "hope", "welcome", "good", "greetings", "regards", "am", "is", "it", "this", "that",
+        "hello", "hi", "hey", "dear", "mr", "mrs", "ms", "patient", "mom", "dad", "mother", "father",
+        "madame", "sirs", "physician", "specialist", "surgeon", "nurse", "pharmacist", "consultant",
+        "yes", "no", "ok", "okay", "well", "also", "so", "but", "just", "very", "today", "yesterday",
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "god", "sister",
+        "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+        "november", "december", "english", "indian", "american", "he", "she", "they", "his", "her",
+        "after", "before", "since", "when", "what", "how", "why", "who", "had", "have", "has", "was",
+        "took", "take", "got", "get", "went", "need", "feel", "feeling", "been", "being", "not",
+        "husband", "wife", "son", "daughter", "brother", "baby", "child", "years", "year", "months",
+    ])
+    """Capitalised words after a trigger that are NOT names (lower-case comparison)."""
+
+    # -- duplicates --------------------------------------------------------------------
+    dedup_on: str = field("pair", choices=("pair", "question", "answer"))
+    """What counts as a duplicate: the question+answer pair, the question alone or the answer alone."""
+    near_dedup: bool = True
+    """Also remove near-duplicates (MinHash-LSH), not only exact duplicates of the normalised text."""
+    shingle_size: int = field(5, min=1, max=20)
+    """Word n-gram size of the MinHash shingles."""
+    num_perm: int = field(128, min=16, max=1024)
+    """MinHash permutations (more: slower, more exact similarity estimates)."""
+    near_dup_threshold: float = field(0.7, min=0.05, max=1.0)
+    """Jaccard similarity of the shingle sets at and above which two records are near-duplicates."""
+    minhash_seed: int = 1
+    """Seed of the MinHash permutations (fixed: reruns give the same clusters)."""
+
+    # -- manual validation -------------------------------------------------------------
     review_sample_size: int = field(50, min=0)
     """Records exported for manual validation (stratified by source)."""
+    review_seed: int = 42
+    """Seed of the review sample."""
+    review_decisions: str | None = "{project_dir}/1.curation/review_marked.csv"
+    """A marked review file (CSV or JSONL with id, decision accept|reject|edit, edited_answer) applied when it exists."""
+
+    # -- progress ----------------------------------------------------------------------
+    progress_min_records: int = field(2000, min=0)
+    """Show a progress bar for inputs with at least this many records."""
+
+    def validate(self) -> None:
+        if self.min_answer_words > self.max_answer_words:
+            raise ValueError(f"min_answer_words ({self.min_answer_words}) > max_answer_words ({self.max_answer_words})")
+        if self.min_question_words > self.max_question_words:
+            raise ValueError(f"min_question_words ({self.min_question_words}) > max_question_words "
+                             f"({self.max_question_words})")
+        for name in ("inline_patterns", "drop_sentence_patterns", "residue_patterns", "pii_name_triggers"):
+            for i, pattern in enumerate(getattr(self, name)):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"{name}[{i}] is not a valid regular expression: {exc}") from None
+        for pattern in [self.greeting_pattern, *self.artifact_replacements]:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        missing = {"EMAIL", "URL", "PHONE", "NAME", "ID"} - set(self.pii_placeholders)
+        if missing:
+            raise ValueError(f"pii_placeholders lacks {', '.join(sorted(missing))}")

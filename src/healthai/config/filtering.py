@@ -165,7 +165,7 @@ class FilterConfig:
         r"\bunderstand your (?:concern|situation|worry|problem|query|anxiety)", r"\bhere to help\b",
         r"\bi have (?:gone through|read|reviewed|seen) (?:your|the)", r"\bconsult (?:a|an|your) \w+ online\b",
         r"\b(?:regards|take care|best wishes|good luck|get well soon)\b", r"\bhope (?:you|this|it|my|that)\b",
-        r"\b(?:revert|follow up) (?:back )?(?:to me|with (?:me|us))\b", r"\?$",
+        r"\b(?:revert|follow up) (?:back )?(?:to me|with (?:me|us))\b", r"\?$", r":$",
         # diagnostic claims and reasoning: the rewriter prompt forbids them
         r"\byou (?:are suffering|suffer) from\b", r"\byou (?:probably|definitely|likely|most likely) have\b",
         r"\b(?:i think|i feel|i believe|in my opinion|my diagnosis|the diagnosis is)\b",

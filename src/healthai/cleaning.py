@@ -1,0 +1,193 @@
+"""Text cleaning and redundant-phrase removal for patient–doctor answers (pure functions).
+
+Two separate steps, counted separately in the statistics block:
+
+- `clean_text`: mojibake and unicode repair (ftfy), HTML entities and tags, whitespace,
+  repeated punctuation. Applied to questions and answers ("Text cleaned").
+- `remove_boilerplate`: ChatDoctor artefacts, the opening salutation, inline notes such as
+  "(attachment removed to protect patient identity)", and every sentence that is a
+  greeting or sign-off or carries the ChatDoctor anonymisation token ("Phrases cleaned").
+
+The ChatDoctor token often stands where ChatDoctor cut out text up to a sentence end
+("… anti-inflammatory  ChatDoctor.  For more …"), so the sentence that holds it is broken:
+it is dropped whole rather than patched, and no broken sentence is left behind.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+import ftfy
+
+from healthai.config.curation import CurationConfig
+
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]{0,300})?/?>")
+_BR = re.compile(r"<\s*(?:br|/p|p)\s*/?>", re.I)
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
+_NEWLINES = re.compile(r"\s*\n\s*")
+_DOTS = re.compile(r"\.{4,}")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?])(?=\s|$)")
+_ABBREVIATIONS = {"dr", "mr", "mrs", "ms", "prof", "st", "e.g", "i.e", "vs", "etc", "approx", "no", "fig", "sr",
+                  "jr", "mg", "ml", "tab", "cap", "inj", "syp", "hr", "hrs", "min", "max", "nos", "resp", "dept"}
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Compiled phrase rules of one config (compile once, apply to 100k records)."""
+
+    artifacts: tuple[tuple[re.Pattern, str], ...]
+    inline: tuple[re.Pattern, ...]
+    greeting: re.Pattern
+    drop: tuple[re.Pattern, ...]
+    residue: tuple[re.Pattern, ...]
+    repeat: re.Pattern
+    max_repeat: int
+
+
+def compile_rules(cfg: CurationConfig) -> Rules:
+    return _compile(tuple(cfg.artifact_replacements.items()), tuple(cfg.inline_patterns), cfg.greeting_pattern,
+                    tuple(cfg.drop_sentence_patterns), tuple(cfg.residue_patterns), cfg.max_repeated_punctuation)
+
+
+@lru_cache(maxsize=8)
+def _compile(artifacts, inline, greeting, drop, residue, max_repeat) -> Rules:
+    flags = re.IGNORECASE
+    return Rules(
+        artifacts=tuple((re.compile(p), r) for p, r in artifacts),
+        inline=tuple(re.compile(p, flags) for p in inline),
+        greeting=re.compile(greeting, flags),
+        drop=tuple(re.compile(p, flags) for p in drop),
+        residue=tuple(re.compile(p, flags) for p in residue),
+        repeat=re.compile(r"([!?,;:])(?:\s*\1){%d,}" % max_repeat),
+        max_repeat=max_repeat,
+    )
+
+
+# -- text cleaning ----------------------------------------------------------------------
+def normalize_whitespace(text: str) -> str:
+    """Collapse runs of spaces, keep single newlines as paragraph breaks, strip the ends."""
+    text = _SPACES.sub(" ", text)
+    text = _NEWLINES.sub("\n", text)
+    return text.strip()
+
+
+def fix_encoding(text: str) -> str:
+    """Repair mojibake (UTF-8 read as Latin-1/cp1252) and normalise unicode to NFC."""
+    return ftfy.fix_text(text, normalization="NFC")
+
+
+def strip_html(text: str) -> str:
+    """Unescape HTML entities (twice, for double-escaped text) and drop tags; <br>/<p> become newlines."""
+    if "&" in text:
+        text = html.unescape(html.unescape(text))
+    if "<" in text:
+        text = _BR.sub("\n", text)
+        text = _TAG.sub(" ", text)
+    return text
+
+
+def collapse_punctuation(text: str, rules: Rules) -> str:
+    """'!!!' -> '!', '??' -> '?', ',,' -> ','; 4+ dots -> '...'; no space before , . ; : ! ?"""
+    text = _DOTS.sub("...", text)
+    text = rules.repeat.sub(lambda m: m.group(1) * rules.max_repeat, text)
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+
+
+def clean_text(text: str, cfg: CurationConfig, rules: Rules | None = None) -> str:
+    """Encoding repair, HTML, whitespace and punctuation clean-up of one text."""
+    rules = rules or compile_rules(cfg)
+    if cfg.fix_mojibake:
+        text = fix_encoding(text)
+    else:
+        text = unicodedata.normalize("NFC", text)
+    if cfg.strip_html:
+        text = strip_html(text)
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    text = normalize_whitespace(text)
+    return collapse_punctuation(text, rules)
+
+
+# -- sentences --------------------------------------------------------------------------
+def split_sentences(text: str) -> list[str]:
+    """Split on . ! ? (and newlines) followed by space; not after common abbreviations ('Dr.', 'e.g.', '5 mg.')."""
+    pieces: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        chunk = text[start:match.start()]
+        if not chunk.strip():
+            continue
+        word = re.search(r"([A-Za-z.]+)\.$", chunk)
+        nxt = text[match.end():match.end() + 1]
+        if word and "\n" not in match.group(0) and (
+                word.group(1).lower().rstrip(".") in _ABBREVIATIONS and nxt[:1].isalnum()
+                or (len(word.group(1)) == 1 and word.group(1).isupper())):
+            continue  # "Dr. Smith", "e.g. rest", "J. Doe": not a sentence end
+        pieces.append(text[start:match.start()].strip())
+        start = match.end()
+    tail = text[start:].strip()
+    if tail:
+        pieces.append(tail)
+    return [p for p in pieces if p]
+
+
+def join_sentences(sentences: list[str]) -> str:
+    return " ".join(s.strip() for s in sentences if s.strip())
+
+
+# -- redundant phrases --------------------------------------------------------------------
+def strip_greeting(text: str, rules: Rules) -> str:
+    """Remove opening salutations ("Hi,", "Hello Dr. X.", "Dear Sir,"), repeatedly ("Hi. Hello,")."""
+    for _ in range(3):
+        match = rules.greeting.match(text)
+        if not match or match.end() == 0:
+            break
+        text = text[match.end():].lstrip(" ,.;:!-")
+    return text
+
+
+def is_boilerplate_sentence(sentence: str, rules: Rules) -> bool:
+    return any(p.search(sentence) for p in rules.drop)
+
+
+def remove_boilerplate(text: str, cfg: CurationConfig, rules: Rules | None = None) -> str:
+    """Drop greetings, sign-offs and ChatDoctor-token sentences from an answer; tidy what is left."""
+    rules = rules or compile_rules(cfg)
+    for pattern, replacement in rules.artifacts:
+        text = pattern.sub(replacement, text)
+    for pattern in rules.inline:
+        text = pattern.sub(" ", text)
+    text = strip_greeting(normalize_whitespace(text), rules)
+    paragraphs = []
+    for paragraph in text.split("\n"):
+        kept = [s for s in split_sentences(paragraph) if not is_boilerplate_sentence(s, rules)]
+        if kept:
+            kept[0] = strip_greeting(kept[0], rules)
+            paragraphs.append(join_sentences(kept))
+    text = "\n".join(p for p in paragraphs if p.strip())
+    text = re.sub(r"^[\s,.;:!?)\-–—]+", "", text)
+    text = _SPACE_BEFORE_PUNCT.sub(r"\1", normalize_whitespace(text))
+    if text[:1].islower():
+        text = text[0].upper() + text[1:]
+    return text
+
+
+def residual_boilerplate(text: str, rules: Rules) -> list[str]:
+    """The residue patterns an answer still matches (empty list: clean)."""
+    return [p.pattern for p in rules.residue if p.search(text)]
+
+
+# -- small helpers used by the filters ------------------------------------------------------
+_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
+
+
+def word_count(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text)
