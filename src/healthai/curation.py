@@ -308,7 +308,8 @@ def _run(run: StageRun, cfg: PipelineConfig, paths: list[Path], marked: Path | N
             if isinstance(item, BadLine):
                 bad_file += 1
                 first_bad = first_bad or item
-                run.reject_bad_line(item, rejected)
+                log.warning("%s: %s (%s) — quarantined in rejected.jsonl", item.where(), item.reason, item.detail)
+                rejected.write_record({**item.rejected(), "source": source})
                 reasons[item.reason] += 1
                 per_source[source]["rejected"] += 1
                 continue
