@@ -72,6 +72,16 @@ def _emit(obj, indent: int, out: list[str]) -> None:
                 out.extend(sub[:j])
                 out.append(f"{pad}  - {sub[j].lstrip()}")
                 out.extend(sub[j + 1:])
+        elif isinstance(value, dict) and value and all(dataclasses.is_dataclass(v) for v in value.values()):
+            # a mapping of small records (e.g. hpo.space): one flow-style line per key, in field
+            # order, leaving out the fields still at their default
+            out.append(f"{pad}{f.name}:")
+            for key, item in value.items():
+                defaults = type(item)()
+                record = {g.name: getattr(item, g.name) for g in dataclasses.fields(item)
+                          if g.name == "type" or getattr(item, g.name) != getattr(defaults, g.name)}
+                text = yaml.safe_dump(record, default_flow_style=True, sort_keys=False, width=10_000).strip()
+                out.append(f"{pad}  {key}: {text}")
         elif isinstance(value, str) and (len(value) > 80 or "\n" in value):
             out.append(f"{pad}{f.name}: >-" if "\n" not in value else f"{pad}{f.name}: |-")
             wrapped = textwrap.wrap(value, 96 - indent - 2, break_long_words=False, break_on_hyphens=False) \
