@@ -13,7 +13,7 @@ import pytest
 
 from healthai.config import load_config
 from healthai.errors import InputError
-from healthai.review import (COLUMNS, ReviewRow, carry_decisions, parse_review_csv, review_session, run_review,
+from healthai.review import (COLUMNS, ReviewRow, carry_decisions, parse_review_csv, run_review,
                              select_for_review, write_review)
 from merge_helpers import CLOSING, REPO, URGENT, make_records
 

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from healthai.config import REPO_DIR, PipelineConfig
-from healthai.errors import InputError
+from healthai.config import PipelineConfig
 from healthai.io import BadLine, iter_jsonl
 from healthai.review import (ReviewRow, carry_decisions, format_review_csv, format_review_jsonl,
                              message_text, parse_review_csv, row_from_record, select_for_review)
@@ -221,7 +220,8 @@ def fill_to_targets(kept: list[Item], reserve: list[Item], targets: dict[str, in
 
 
 # -- the stage --------------------------------------------------------------------------------------
-def _load(path: Path, origin: str, run, rejected, seen: set[str], categories: list[str]) -> tuple[list[Item], int]:
+def _load(path: Path, origin: str, run, rejected, seen: set[str], categories: list[str],
+          outcome: Counter) -> tuple[list[Item], int]:
     """Read one stage-2 file: good Items, bad lines and bad records quarantined. Returns (items, n_lines)."""
     items: list[Item] = []
     total = bad = 0
@@ -232,6 +232,7 @@ def _load(path: Path, origin: str, run, rejected, seen: set[str], categories: li
             bad += 1
             first_bad = first_bad or entry
             run.reject_bad_line(entry, rejected)
+            outcome["rejected:" + entry.reason] += 1
             continue
         record = entry.record
         problem = check_record(record, categories)
@@ -241,6 +242,7 @@ def _load(path: Path, origin: str, run, rejected, seen: set[str], categories: li
             log.warning("%s:%d: %s (%s) — quarantined in rejected.jsonl", entry.file, entry.line, *problem)
             rejected.write_record({"id": str(record.get("id")), "reason": problem[0], "detail": problem[1],
                                    "record": record, "source_file": entry.file, "source_line": entry.line})
+            outcome["rejected:" + problem[0]] += 1
             continue
         seen.add(str(record["id"]))
         items.append(Item(record, origin))
@@ -279,8 +281,9 @@ def run_merge(cfg: PipelineConfig, force: bool = False) -> dict:
             return run.previous
         rejected = run.writer("rejected.jsonl")
         seen: set[str] = set()
-        sample, n_sample = _load(sample_path, "sample", run, rejected, seen, categories)
-        reserve, n_reserve = _load(reserve_path, "reserve", run, rejected, seen, categories)
+        outcome: Counter = Counter()
+        sample, n_sample = _load(sample_path, "sample", run, rejected, seen, categories, outcome)
+        reserve, n_reserve = _load(reserve_path, "reserve", run, rejected, seen, categories, outcome)
         known = {it.id for it in sample + reserve}
         stale = [r.id for r in decided if r.id not in known]
         if stale:
@@ -307,7 +310,6 @@ def run_merge(cfg: PipelineConfig, force: bool = False) -> dict:
 
         kept: list[Item] = []
         reserve_ok: list[Item] = []
-        outcome = Counter()
         for item in tqdm(sample + reserve, desc="merge: review + validation", unit="rec", mininterval=2,
                          disable=None):
             row = decision_of.get(item.id)
