@@ -43,6 +43,8 @@ class Rules:
     artifacts: tuple[tuple[re.Pattern, str], ...]
     inline: tuple[re.Pattern, ...]
     greeting: re.Pattern
+    token: re.Pattern
+    clause_min_words: int
     drop: tuple[re.Pattern, ...]
     residue: tuple[re.Pattern, ...]
     repeat: re.Pattern
@@ -51,16 +53,19 @@ class Rules:
 
 def compile_rules(cfg: CurationConfig) -> Rules:
     return _compile(tuple(cfg.artifact_replacements.items()), tuple(cfg.inline_patterns), cfg.greeting_pattern,
-                    tuple(cfg.drop_sentence_patterns), tuple(cfg.residue_patterns), cfg.max_repeated_punctuation)
+                    cfg.token_pattern, cfg.clause_level_min_words, tuple(cfg.drop_sentence_patterns),
+                    tuple(cfg.residue_patterns), cfg.max_repeated_punctuation)
 
 
 @lru_cache(maxsize=8)
-def _compile(artifacts, inline, greeting, drop, residue, max_repeat) -> Rules:
+def _compile(artifacts, inline, greeting, token, clause_min_words, drop, residue, max_repeat) -> Rules:
     flags = re.IGNORECASE
     return Rules(
         artifacts=tuple((re.compile(p), r) for p, r in artifacts),
         inline=tuple(re.compile(p, flags) for p in inline),
         greeting=re.compile(greeting, flags),
+        token=re.compile(token, flags),
+        clause_min_words=clause_min_words,
         drop=tuple(re.compile(p, flags) for p in drop),
         residue=tuple(re.compile(p, flags) for p in residue),
         repeat=re.compile(r"([!?,;:])(?:\s*\1){%d,}" % max_repeat),
@@ -151,7 +156,24 @@ def strip_greeting(text: str, rules: Rules) -> str:
 
 
 def is_boilerplate_sentence(sentence: str, rules: Rules) -> bool:
-    return any(p.search(sentence) for p in rules.drop)
+    return bool(rules.token.search(sentence)) or any(p.search(sentence) for p in rules.drop)
+
+
+def drop_boilerplate(sentence: str, rules: Rules) -> str:
+    """'' for a boilerplate sentence; a long sentence keeps its clauses that are not boilerplate.
+
+    A sentence with the ChatDoctor token always goes whole (the token marks cut text).
+    """
+    if not is_boilerplate_sentence(sentence, rules):
+        return sentence
+    if rules.token.search(sentence) or len(sentence.split()) < rules.clause_min_words:
+        return ""
+    clauses = re.split(r"(?<=[,;])\s+", sentence)
+    kept = [c for c in clauses if not any(p.search(c) for p in rules.drop)]
+    if not kept or sum(len(c.split()) for c in kept) < 4:
+        return ""
+    text = " ".join(kept).rstrip(" ,;")
+    return text if re.search(r"[.!?]$", text) else text + "."
 
 
 def remove_boilerplate(text: str, cfg: CurationConfig, rules: Rules | None = None) -> str:
@@ -164,12 +186,13 @@ def remove_boilerplate(text: str, cfg: CurationConfig, rules: Rules | None = Non
     text = strip_greeting(normalize_whitespace(text), rules)
     paragraphs = []
     for paragraph in text.split("\n"):
-        kept = [s for s in split_sentences(paragraph) if not is_boilerplate_sentence(s, rules)]
+        kept = [k for k in (drop_boilerplate(s, rules) for s in split_sentences(paragraph)) if k]
         if kept:
             kept[0] = strip_greeting(kept[0], rules)
             paragraphs.append(join_sentences(kept))
     text = "\n".join(p for p in paragraphs if p.strip())
     text = re.sub(r"^[\s,.;:!?)\-–—]+", "", text)
+    text = re.sub(r"([.!?])[\s\-–—]+$", r"\1", text)
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", normalize_whitespace(text))
     if text[:1].islower():
         text = text[0].upper() + text[1:]

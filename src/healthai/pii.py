@@ -21,15 +21,14 @@ from healthai.language import STOPWORDS
 
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 URL = re.compile(
-    r"\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+"
-    r"|\b(?:[A-Za-z0-9-]+\.)+(?:com|org|net|edu|gov|info|biz|io|in|uk|us|ca|au|co|me|health|pk|ph|ng)"
-    r"(?:/[^\s<>\"')\]]*)?(?![\w@])",
-    re.I)
+    r"\b(?:[Hh][Tt][Tt][Pp][Ss]?://|[Ff][Tt][Pp]://|[Ww][Ww][Ww]\.)[^\s<>\"')\]]+"
+    r"|\b(?:[a-z0-9-]{2,}\.)+(?:com|org|net|edu|gov|info|biz|io|in|uk|us|ca|au|co|me|health|pk|ph|ng)"
+    r"(?:/[^\s<>\"')\]]*)?(?![\w@])")
 PHONE = re.compile(
     r"(?<![\w/.,+-])(?:\+\s?\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{2,5}(?:[\s.-]\d{2,6}){0,4}(?![\w/]|[.,]\d)")
 _UNIT_AFTER = re.compile(
     r"\s*(?:%|mg|mcg|µg|ug|g|kg|lbs?|ml|mmol|iu|units?|cells|mm|cm|years?|yrs?|yo|y/o|months?|weeks?|days?|"
-    r"hours?|hrs?|minutes?|mins?|times|tablets?|tabs?|caps?|per|/)\b", re.I)
+    r"hours?|hrs?|minutes?|mins?|times|tablets?|tabs?|caps?|per|calories|kcal|cal|steps|/)(?!\w)", re.I)
 _DATE = re.compile(r"^\d{4}[-.]\d{1,2}[-.]\d{1,2}$|^\d{1,2}[-.]\d{1,2}[-.]\d{2,4}$")
 ID_LABEL = re.compile(
     r"\b(?:mrn|uhid|patient\s+(?:id|no|number)|id\s*(?:no|number)?|reg(?:istration)?\s*(?:no|number)|"
@@ -56,10 +55,10 @@ class _Rules:
 
 
 @lru_cache(maxsize=8)
-def _rules(triggers: tuple[str, ...], not_names: tuple[str, ...]) -> _Rules:
-    compiled = tuple(re.compile(t, re.I) for t in triggers)
-    # After "my name is" / "named" / "called" a lower-case name still counts.
-    loose = tuple(bool(re.search(r"name|called|named", t)) for t in triggers)
+def _rules(triggers: tuple[str, ...], intro: tuple[str, ...], not_names: tuple[str, ...]) -> _Rules:
+    compiled = tuple(re.compile(t, re.I) for t in triggers + intro)
+    # After "my name is" a lower-case name still counts.
+    loose = (False,) * len(triggers) + (True,) * len(intro)
     return _Rules(compiled, loose, frozenset(w.lower() for w in not_names) | STOPWORDS)
 
 
@@ -99,6 +98,8 @@ def _phone_spans(text: str) -> list[Span]:
             continue
         if _DATE.match(value.strip()) or _UNIT_AFTER.match(text, match.end()):
             continue
+        if re.fullmatch(r"\d{1,4}\s?-\s?\d{1,4}", value.strip()):
+            continue  # "1500-2000": a range
         if " " in value.strip() and not re.search(r"[+()-]", value) and digits < 10:
             continue  # "120 80 95": several numbers in a row, not one number
         spans.append(Span("PHONE", match.start(), match.end(), value))
@@ -107,7 +108,7 @@ def _phone_spans(text: str) -> list[Span]:
 
 def find_pii(text: str, cfg: CurationConfig) -> list[Span]:
     """Non-overlapping spans of personal data, earliest and longest first."""
-    rules = _rules(tuple(cfg.pii_name_triggers), tuple(cfg.pii_not_names))
+    rules = _rules(tuple(cfg.pii_name_triggers), tuple(cfg.pii_name_intro_triggers), tuple(cfg.pii_not_names))
     spans = [Span("EMAIL", m.start(), m.end(), m.group(0)) for m in EMAIL.finditer(text)]
     spans += [Span("URL", m.start(), m.end(), m.group(0).rstrip(".,;:")) for m in URL.finditer(text)]
     spans += [Span("ID", m.start(1), m.end(1), m.group(1)) for m in ID_LABEL.finditer(text)]

@@ -91,18 +91,22 @@ class CurationConfig:
         r"(?:\s*(?:mr|mrs|ms|miss|dr|prof)\.)?[^.,!?:;\n]{0,40}?(?:[.,!?:;]+|$|\s+(?=[A-Z]))\s*"
     )
     """An opening salutation ("Hi,", "Dear Mr. X,", "Hello doctor.") removed from the start of an answer."""
+    token_pattern: str = r"\bchat\s*doctor\b"
+    """ChatDoctor's anonymisation token: a sentence holding it is broken (text was cut there) and is dropped whole."""
+    clause_level_min_words: int = field(25, min=1)
+    """A sentence this long that matches a drop pattern loses only the matching clause (comma-separated part)."""
     drop_sentence_patterns: list[str] = field(default_factory=lambda: [
-        r"\bchat\s*doctor\b",
         r"\bhope\s+(?:this|that|it|my\s+(?:answer|reply|advice))\s+(?:helps?|answers?|clears?|clarifies|is\s+helpful|will\s+help)",
         r"\bhope\s+(?:i\s+have|i've|i\s+had|to\s+have)\s+(?:answered|solved|cleared|addressed|resolved|helped)",
         r"\bhope\s+(?:your|the)\s+(?:concern|query|question|doubt)s?\s+(?:is|are|has|have)\b",
         r"\bhave\s+a\s+(?:nice|good|great|wonderful|pleasant)\s+day\b",
         r"\bwish(?:ing)?\s+you\s+(?:a\s+)?(?:good|great|best\s+of|all\s+the\s+best|speedy|quick|early|fast)",
         r"\bfor\s+(?:more|further)\s+(?:information|info|details|queries)\b.{0,80}?\bconsult\b",
-        r"\bconsult\s+an?\s+[\w\s,&-]{1,60}?\s+online\b",
+        r"\b(?:consult|to|with|ask|see)\s+(?:an?\s+|the\s+|your\s+)?[\w\s,&-]{1,60}?\s+online\b",
+        r"\brevert\s+(?:back\s+)?(?:with|to)\b",
         r"\bthanks?(?:\s+you)?\s+(?:a\s+lot\s+)?for\s+(?:your|the|this)\s+(?:query|question|queries|questions|inquiry|enquiry|trust)",
         r"\bthanks?(?:\s+you)?\s+for\s+(?:using|consulting|contacting|writing|posting|choosing|asking|reaching|taking\s+help|sharing)",
-        r"\bwelcome\s+to\b.{0,40}\b(?:forum|website|service|platform)\b",
+        r"^\s*(?:and\s+)?welcome\s+to\b",
         r"^\s*(?:thanks|thank\s+you|thanks\s+and\s+regards|best|warm|kind)?\s*(?:regards|wishes)\b",
         r"(?<!with\s)(?<!in\s)\bregards\b(?!\s+to\b)",
         r"^\s*take\s+care\b",
@@ -138,16 +142,21 @@ class CurationConfig:
     })
     """Replacement text per kind of personal data."""
     pii_name_triggers: list[str] = field(default_factory=lambda: [
-        r"\b(?:dear|hi|hello|hey|hii|greetings)\b,?",
-        r"\b(?:mr|mrs|ms|miss|mx|dr|prof|doctor|sister|nurse)\b\.?",
+        r"\b(?:dear|hi|hello|hey|hii|greetings)\b(?=\s)",
+        r"\b(?:mr|mrs|ms|miss|mx|dr|prof)\b\.?",
+        r"\b(?:regards|thanks|sincerely|yours\s+truly|best\s+wishes|cheers),(?:\s*-)?",
+        r"\bmy\s+(?:son|daughter|husband|wife|mother|father|mom|dad|brother|sister|friend|boyfriend|girlfriend|"
+        r"baby|child|partner)\s*,",
+    ])
+    """Regexes after which one to three capitalised words are taken to be a person's name."""
+    pii_name_intro_triggers: list[str] = field(default_factory=lambda: [
         r"\bmy\s+name\s+is\b",
         r"\bi\s+am\s+called\b",
-        r"\bthis\s+is\s+(?=[A-Z])",
-        r"\b(?:regards|thanks|sincerely|yours\s+truly|best\s+wishes|cheers),?(?:\s*-)?",
-        r"\b(?:my\s+(?:son|daughter|husband|wife|mother|father|mom|dad|brother|sister|friend|boyfriend|girlfriend|baby|child|partner))(?:'s\s+name\s+is|\s*,)?",
-        r"\b(?:named|called)\b",
+        r"\bname\s*:",
+        r"\bmy\s+(?:son|daughter|husband|wife|mother|father|mom|dad|brother|sister|friend|boyfriend|girlfriend|"
+        r"baby|child|partner)(?:'s|s)\s+name\s+is\b",
     ])
-    """Regexes after which one or two capitalised words are taken to be a person's name."""
+    """Regexes after which the next word is a name even in lower case ("my name is john")."""
     pii_not_names: list[str] = field(default_factory=lambda: [
         "doctor", "doc", "dr", "sir", "madam", "maam", "ma'am", "there", "all", "team", "everyone", "friend",
         "chat", "chatdoctor", "i", "im", "i'm", "my", "we", "you", "the", "a", "an", "and", "thanks", "thank",
@@ -157,7 +166,7 @@ class CurationConfig:
         "yes", "no", "ok", "okay", "well", "also", "so", "but", "just", "very", "today", "yesterday",
         "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "god", "sister",
         "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-        "november", "december", "english", "indian", "american", "he", "she", "they", "his", "her",
+        "november", "december", "english", "indian", "american", "wellcome", "first", "according", "he", "she", "they", "his", "her",
         "after", "before", "since", "when", "what", "how", "why", "who", "had", "have", "has", "was",
         "took", "take", "got", "get", "went", "need", "feel", "feeling", "been", "being", "not",
         "husband", "wife", "son", "daughter", "brother", "baby", "child", "years", "year", "months",
@@ -196,13 +205,14 @@ class CurationConfig:
         if self.min_question_words > self.max_question_words:
             raise ValueError(f"min_question_words ({self.min_question_words}) > max_question_words "
                              f"({self.max_question_words})")
-        for name in ("inline_patterns", "drop_sentence_patterns", "residue_patterns", "pii_name_triggers"):
+        for name in ("inline_patterns", "drop_sentence_patterns", "residue_patterns", "pii_name_triggers",
+                     "pii_name_intro_triggers"):
             for i, pattern in enumerate(getattr(self, name)):
                 try:
                     re.compile(pattern)
                 except re.error as exc:
                     raise ValueError(f"{name}[{i}] is not a valid regular expression: {exc}") from None
-        for pattern in [self.greeting_pattern, *self.artifact_replacements]:
+        for pattern in [self.greeting_pattern, self.token_pattern, *self.artifact_replacements]:
             try:
                 re.compile(pattern)
             except re.error as exc:
