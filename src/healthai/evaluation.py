@@ -316,8 +316,10 @@ def report_data(summaries: dict[str, dict], prompt_answers: dict[str, list[dict]
             "prompts": prompt_answers, "worst_cases": worst, "extras": extras or {}}
 
 
-def plot_comparison(summaries: dict[str, dict], path: str | Path) -> Path:
-    """Grouped bar chart of the rates (one bar per model), with the Wilson intervals as error bars."""
+def plot_comparison(summaries: dict[str, dict], path: str | Path | Any) -> Path | None:
+    """Grouped bar chart of the rates (one bar per model), with the Wilson intervals as error bars.
+
+    `path` may be a binary file object (e.g. a stage's atomic writer) instead of a file name."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -351,6 +353,10 @@ def plot_comparison(summaries: dict[str, dict], path: str | Path) -> Path:
     ax.set_title("Base vs fine-tuned on the held-out split (error bars: Wilson intervals)")
     ax.legend()
     fig.tight_layout()
+    if hasattr(path, "write"):
+        fig.savefig(path, dpi=120, format="png")
+        plt.close(fig)
+        return None
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
