@@ -25,7 +25,7 @@ URL = re.compile(
     r"|\b(?:[a-z0-9-]{2,}\.)+(?:com|org|net|edu|gov|info|biz|io|in|uk|us|ca|au|co|me|health|pk|ph|ng)"
     r"(?:/[^\s<>\"')\]]*)?(?![\w@])")
 PHONE = re.compile(
-    r"(?<![\w/.,+-])(?:\+\s?\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{2,5}(?:[\s.-]\d{2,6}){0,4}(?![\w/]|[.,]\d)")
+    r"(?<![\w/.,+-])(?:\+\s?\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{2,15}(?:[\s.-]\d{2,6}){0,4}(?![\w/]|[.,]\d)")
 _UNIT_AFTER = re.compile(
     r"\s*(?:%|mg|mcg|µg|ug|g|kg|lbs?|ml|mmol|iu|units?|cells|mm|cm|years?|yrs?|yo|y/o|months?|weeks?|days?|"
     r"hours?|hrs?|minutes?|mins?|times|tablets?|tabs?|caps?|per|calories|kcal|cal|steps|/)(?!\w)", re.I)

@@ -82,7 +82,7 @@ class CurationConfig:
     })
     """ChatDoctor's substitution artefacts (regex -> replacement), fixed before the phrase rules run."""
     inline_patterns: list[str] = field(default_factory=lambda: [
-        r"\(?\s*(?:attachment|image|report|file|link)s?\s+removed\s+to\s+protect\s+patient\s+identity\s*\)?\.?",
+        r"\(?\s*(?:attachment|image|report|file|link)s?\s+removed\s+to\s+protect\s+patient\s+identity\s*\)?",
         r"\(\s*\.\.\.\s*\)",
     ])
     """Removed wherever they occur (the rest of the sentence is kept)."""
@@ -96,7 +96,7 @@ class CurationConfig:
     clause_level_min_words: int = field(25, min=1)
     """A sentence this long that matches a drop pattern loses only the matching clause (comma-separated part)."""
     drop_sentence_patterns: list[str] = field(default_factory=lambda: [
-        r"\bhope\s+(?:this|that|it|my\s+(?:answer|reply|advice))\s+(?:helps?|answers?|clears?|clarifies|is\s+helpful|will\s+help)",
+        r"\bhope\s+(?:this|that|it|my)\b(?:\s+\w+){0,2}?\s+(?:helps?|answers?|clears?|clarifies|is\s+helpful|will\s+help)",
         r"\bhope\s+(?:i\s+have|i've|i\s+had|to\s+have)\s+(?:answered|solved|cleared|addressed|resolved|helped)",
         r"\bhope\s+(?:your|the)\s+(?:concern|query|question|doubt)s?\s+(?:is|are|has|have)\b",
         r"\bhave\s+a\s+(?:nice|good|great|wonderful|pleasant)\s+day\b",
@@ -109,7 +109,6 @@ class CurationConfig:
         r"^\s*(?:and\s+)?welcome\s+to\b",
         r"^\s*(?:thanks|thank\s+you|thanks\s+and\s+regards|best|warm|kind)?\s*(?:regards|wishes)\b",
         r"(?<!with\s)(?<!in\s)\bregards\b(?!\s+to\b)",
-        r"^\s*take\s+care\b",
         r"\btake\s+care\b(?!\s+of\s+(?!yourself|your\s*self|urself))",
         r"^\s*i\s+(?:can\s+|do\s+)?understand\s+your\s+(?:concern|worry|query|problem)s?\W*$",
         r"^\s*(?:i\s+have\s+)?(?:gone\s+through|read|noted|reviewed)\s+your\s+(?:query|question|concern)s?(?:\s+in\s+detail)?\W*$",
@@ -121,7 +120,7 @@ class CurationConfig:
     """A sentence of an answer matching any of these is dropped whole (sign-offs, greetings, the ChatDoctor token)."""
     residue_patterns: list[str] = field(default_factory=lambda: [
         r"\bchat\s*doctor\b",
-        r"\bhope\s+(?:this|that|it)\s+(?:helps?|answers?)",
+        r"\bhope\s+(?:this|that|it)\b(?:\s+\w+){0,2}?\s+(?:helps?|answers?)",
         r"\bhope\s+i\s+have\s+answered",
         r"\bhave\s+a\s+nice\s+day\b",
         r"\bwish\s+you\s+good\s+health\b",
@@ -178,8 +177,8 @@ class CurationConfig:
     """What counts as a duplicate: the question+answer pair, the question alone or the answer alone."""
     near_dedup: bool = True
     """Also remove near-duplicates (MinHash-LSH), not only exact duplicates of the normalised text."""
-    shingle_size: int = field(5, min=1, max=20)
-    """Word n-gram size of the MinHash shingles."""
+    shingle_size: int = field(3, min=1, max=20)
+    """Word n-gram size of the MinHash shingles (3 suits answers of 20-400 words: one edited word changes 3 shingles)."""
     num_perm: int = field(128, min=16, max=1024)
     """MinHash permutations (more: slower, more exact similarity estimates)."""
     near_dup_threshold: float = field(0.7, min=0.05, max=1.0)
