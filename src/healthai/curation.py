@@ -364,7 +364,8 @@ def _run(run: StageRun, cfg: PipelineConfig, paths: list[Path], marked: Path | N
             applied["edit"] += 1
         if decision:
             entry["meta"]["review"] = decision["decision"]
-            applied["accept"] += decision["decision"] == "accept"
+            if decision["decision"] == "accept":
+                applied["accept"] += 1
         final.append(entry)
         curated.write_record(entry)
         per_source[entry["meta"]["source"]]["kept"] += 1

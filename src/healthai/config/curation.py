@@ -88,10 +88,10 @@ class CurationConfig:
     """Removed wherever they occur (the rest of the sentence is kept)."""
     greeting_pattern: str = (
         r"^(?:hi+|hello+|hey|dear|greetings|good\s+(?:morning|afternoon|evening|day))\b"
-        r"(?:\s*(?:mr|mrs|ms|miss|dr|prof)\.)?[^.,!?:;\n]{0,40}?(?:[.,!?:;]+|$|\s+(?=[A-Z]))\s*"
+        r"(?:\s*(?:mr|mrs|ms|miss|dr|prof)\.)?(?:[^.,!?:;\n]{0,40}?[.,!?:;]+|\s+(?=[A-Z])|$)\s*"
     )
     """An opening salutation ("Hi,", "Dear Mr. X,", "Hello doctor.") removed from the start of an answer."""
-    token_pattern: str = r"\bchat\s*doctor\b"
+    token_pattern: str = r"chat\s*doctor"
     """ChatDoctor's anonymisation token: a sentence holding it is broken (text was cut there) and is dropped whole."""
     clause_level_min_words: int = field(25, min=1)
     """A sentence this long that matches a drop pattern loses only the matching clause (comma-separated part)."""
@@ -119,7 +119,7 @@ class CurationConfig:
     ])
     """A sentence of an answer matching any of these is dropped whole (sign-offs, greetings, the ChatDoctor token)."""
     residue_patterns: list[str] = field(default_factory=lambda: [
-        r"\bchat\s*doctor\b",
+        r"chat\s*doctor",
         r"\bhope\s+(?:this|that|it)\b(?:\s+\w+){0,2}?\s+(?:helps?|answers?)",
         r"\bhope\s+i\s+have\s+answered",
         r"\bhave\s+a\s+nice\s+day\b",
