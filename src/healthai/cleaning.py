@@ -33,6 +33,7 @@ _DOTS = re.compile(r"\.{4,}")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?])(?=\s|$)")
 _ABBREVIATIONS = {"dr", "mr", "mrs", "ms", "prof", "st", "e.g", "i.e", "vs", "etc", "approx", "no", "fig", "sr",
                   "jr", "mg", "ml", "tab", "cap", "inj", "syp", "hr", "hrs", "min", "max", "nos", "resp", "dept"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 
 
@@ -106,13 +107,13 @@ def collapse_punctuation(text: str, rules: Rules) -> str:
 def clean_text(text: str, cfg: CurationConfig, rules: Rules | None = None) -> str:
     """Encoding repair, HTML, whitespace and punctuation clean-up of one text."""
     rules = rules or compile_rules(cfg)
-    if cfg.fix_mojibake:
+    if cfg.fix_mojibake and not text.isascii():  # pure ASCII cannot hold mojibake: skip ftfy (slow)
         text = fix_encoding(text)
     else:
         text = unicodedata.normalize("NFC", text)
     if cfg.strip_html:
         text = strip_html(text)
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    text = _CONTROL.sub("", text)
     text = normalize_whitespace(text)
     return collapse_punctuation(text, rules)
 

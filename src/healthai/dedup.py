@@ -55,15 +55,11 @@ class _TokenHasher:
 
     def __call__(self, tokens: list[str]) -> np.ndarray:
         cache = self.cache
-        out = np.empty(len(tokens), dtype=np.uint64)
-        for i, tok in enumerate(tokens):
-            h = cache.get(tok)
-            if h is None:
-                h = cache[tok] = zlib.crc32(tok.encode("utf-8"))
-                if len(cache) > 2_000_000:
-                    cache.clear()
-            out[i] = h
-        return out
+        if len(cache) > 2_000_000:
+            cache.clear()
+        for tok in set(tokens).difference(cache):
+            cache[tok] = zlib.crc32(tok.encode("utf-8"))
+        return np.fromiter(map(cache.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
 
 
 def shingle_hashes(tokens_hashes: np.ndarray, k: int) -> np.ndarray:

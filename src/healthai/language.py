@@ -24,15 +24,14 @@ while who whom why will with would you your yours yourself yourselves also may m
 """.split())
 
 _WORD = re.compile(r"[A-Za-z']+")
+_NON_LATIN = re.compile(r"[^\x00-\u024f\u2000-\u206f]")
 
 
 def stopword_share(text: str) -> float:
     tokens = [t.lower() for t in _WORD.findall(text)]
     if not tokens:
         return 0.0
-    letters = sum(len(t) for t in tokens)
-    total = sum(1 for ch in text if ch.isalpha())
-    if total and letters / total < 0.8:  # mostly non-Latin letters
+    if not text.isascii() and len(_NON_LATIN.findall(text)) > 0.2 * len(text):  # mostly non-Latin script
         return 0.0
     return sum(t in STOPWORDS for t in tokens) / len(tokens)
 
