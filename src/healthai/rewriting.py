@@ -20,6 +20,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -143,13 +144,19 @@ def _clean_sentence(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
+@lru_cache(maxsize=16)
+def _compiled(patterns: tuple[str, ...]) -> list[re.Pattern]:
+    # compiled once: pysbd's many dynamic patterns keep evicting re's own cache
+    return [re.compile(p, re.IGNORECASE) for p in patterns]
+
+
 def select_advice(answer: str, cfg: FilterConfig) -> list[str]:
     """Up to `rules_advice_sentences` sentences of `answer` worth keeping, in their original order."""
-    skips = [re.compile(p, re.IGNORECASE) for p in cfg.rules_skip_patterns]
+    skips = _compiled(tuple(cfg.rules_skip_patterns))
     pieces = []
     for line in normalise_apostrophes(answer).splitlines():  # bullet lines become sentences
         pieces.extend(split_sentences(line))
-    cues = [re.compile(p, re.IGNORECASE) for p in cfg.rules_advice_cues]
+    cues = _compiled(tuple(cfg.rules_advice_cues))
     kept = []
     for raw in pieces:
         s = _clean_sentence(raw)
@@ -239,7 +246,11 @@ class LLMRewriter:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
         model.to(device).eval()
-        log.info("rewriter model %s loaded on %s (%s) in %.1fs", path, device, dtype, time.time() - t0)
+        import importlib.util
+
+        fast = all(importlib.util.find_spec(m) is not None for m in ("fla", "causal_conv1d"))
+        log.info("rewriter model %s loaded on %s (%s) in %.1fs; linear-attention fast path: %s", path, device,
+                 dtype, time.time() - t0, "on" if fast else "off (torch fallback, slow)")
         return cls(model, tokenizer, cfg, device, seed)
 
     def build_prompt(self, question: str, answer: str) -> str:
