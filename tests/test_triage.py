@@ -45,7 +45,8 @@ def test_urgent_negatives(question):
 def test_urgent_is_table_driven():
     cfg = FilterConfig(urgent_patterns=["fell off a ladder"])
     assert is_urgent("He fell off a ladder", cfg) and not is_urgent("chest pain", cfg)
-    assert urgent_matches("chest pain and stroke", CFG) == ["chest pain", "stroke"]
+    two = FilterConfig(urgent_patterns=["chest pain", "stroke", "seizure"])
+    assert urgent_matches("chest pain and stroke", two) == ["chest pain", "stroke"]
     no_negation = FilterConfig(negation_cues=[])
     assert is_urgent("no chest pain", no_negation)
 
