@@ -61,3 +61,10 @@ def test_short_texts_and_determinism():
     assert {k: v.kept_id for k, v in find_duplicates(items, CFG).items()} == {"b": "a"}
     assert find_duplicates([("a", BASE), ("b", BASE + " Rest.")], CFG) == find_duplicates(
         [("a", BASE), ("b", BASE + " Rest.")], CFG)
+
+
+def test_an_exact_copy_of_a_near_duplicate_names_the_kept_record():
+    # bug: the exact-key table used to remember near-duplicates, so this named a removed record
+    near = BASE.replace("two weeks", "three weeks")
+    dups = find_duplicates([("a", BASE), ("b", near), ("c", near)], CFG)
+    assert dups["b"].kept_id == "a" and dups["c"].kept_id == "a"

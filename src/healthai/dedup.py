@@ -113,8 +113,8 @@ class Deduplicator:
         if key in self.exact:
             self.stats["exact"] += 1
             return Duplicate("exact", self.exact[key], 1.0)
-        self.exact[key] = rid
         if not self.near:
+            self.exact[key] = rid
             return None
         shingles = shingle_hashes(self.hasher(norm.split()), self.k)
         m = self.minhash(shingles)
@@ -130,6 +130,7 @@ class Deduplicator:
         if best is not None:
             self.stats["near"] += 1
             return Duplicate("near", best[1], round(best[0], 4))
+        self.exact[key] = rid  # only kept records are representatives: a duplicate never names a removed one
         self.lsh.insert(rid, m)
         self.shingles[rid] = shingles
         return None
