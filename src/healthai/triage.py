@@ -11,7 +11,11 @@ without touching code.
 
 Matching is on word boundaries and case-insensitive. A match is negated when a cue
 ("no", "without", "denies", ...) stands within `negation_window` words before it in the
-same clause (a clause ends at . , ; : ! ? or the word "but"), a small NegEx.
+same clause (a clause ends at . , ; : ! ? or the word "but"), a small NegEx. An urgent match
+also does not count in a historical, hypothetical or chronic context ("ten years ago I had a
+stroke", "risk of overdose"; `urgent_context_*` keys, a small ConText), and a fever in a
+baby younger than `urgent_infant_max_months` is urgent by itself. The keys were tuned on the
+hand-labelled set `data/triage/triage_labels.jsonl` (benchmarks/triage_detector.py, docs/TRIAGE.md).
 """
 
 from __future__ import annotations
@@ -77,9 +81,75 @@ def find_matches(text: str, patterns: list[str], cfg: FilterConfig) -> list[str]
     return hits
 
 
+@lru_cache(maxsize=32)
+def _cue_regex(cues: tuple[str, ...]) -> re.Pattern | None:
+    if not cues:
+        return None
+    alts = "|".join(f"(?:{c.replace(' ', r'[ -]+')})" for c in cues)
+    return re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.IGNORECASE)
+
+
+def in_context(text: str, start: int, end: int, cfg: FilterConfig) -> bool:
+    """Is the urgent match text[start:end] historical, hypothetical or chronic (ConText-style)?
+
+    True when a `urgent_context_cues` cue ends within `urgent_context_window` words before the
+    match, or a `urgent_context_post_cues` cue starts within that many words after it, in the
+    same clause: "ten years ago I had a stroke", "a stroke 15 years back", "risk of overdose".
+    """
+    window = cfg.urgent_context_window
+    if window == 0:
+        return False
+    before = text[:start]
+    ends = list(_CLAUSE_END.finditer(before))
+    clause = " ".join(before[ends[-1].end():].split() if ends else before.split())
+    pre = _cue_regex(tuple(cfg.urgent_context_cues))
+    if pre is not None:
+        for m in pre.finditer(clause):
+            if len(clause[m.end():].split()) <= window:
+                return True
+    after = text[end:]
+    stop = _CLAUSE_END.search(after)
+    clause = " ".join((after[:stop.start()] if stop else after).split())
+    post = _cue_regex(tuple(cfg.urgent_context_post_cues))
+    if post is not None:
+        for m in post.finditer(clause):
+            if len(clause[:m.start()].split()) <= window:
+                return True
+    return False
+
+
+def infant_fever(question: str, cfg: FilterConfig) -> bool:
+    """A fever word (not negated) in a question about a baby younger than `urgent_infant_max_months`."""
+    if cfg.urgent_infant_max_months == 0:
+        return False
+    infant = any(age * 12 < cfg.urgent_infant_max_months for age in parse_ages(question))
+    infant = infant or bool(find_matches(question, cfg.urgent_infant_words, cfg))
+    return infant and bool(find_matches(question, cfg.urgent_infant_fever_patterns, cfg))
+
+
 def urgent_matches(question: str, cfg: FilterConfig) -> list[str]:
-    """The urgent patterns that fire on `question` (for reports and the labelled-set study)."""
-    return find_matches(question, cfg.urgent_patterns, cfg)
+    """The urgent patterns that fire on `question` (for reports and the labelled-set study).
+
+    A match counts unless it is negated ("no chest pain") or in a historical / hypothetical /
+    chronic context (`in_context`); in a question that says it was already evaluated
+    (`urgent_evaluated_cues`: "ECG normal", "diagnosed with") the `urgent_evaluated_soft`
+    patterns (bare symptom words) do not count; "infant fever" is added for a fever under the infant age.
+    """
+    text = normalise_apostrophes(question)
+    hits = []
+    for pattern in cfg.urgent_patterns:
+        for m in _compile(pattern).finditer(text):
+            if not is_negated(text, m.start(), cfg) and not in_context(text, m.start(), m.end(), cfg):
+                hits.append(pattern)
+                break
+    if hits and _cue_regex(tuple(cfg.urgent_evaluated_cues)) is not None \
+            and _cue_regex(tuple(cfg.urgent_evaluated_cues)).search(text):
+        # Already seen by a doctor (normal tests, a diagnosis): the soft symptom words no longer count.
+        soft = set(cfg.urgent_evaluated_soft)
+        hits = [h for h in hits if h not in soft]
+    if infant_fever(text, cfg):
+        hits.append("infant fever")
+    return hits
 
 
 def is_urgent(question: str, cfg: FilterConfig) -> bool:

@@ -93,6 +93,8 @@ class FilterConfig:
     """Seed of the stratified sample (and of sampled LLM retries)."""
     reserve_size: int = field(150, min=0)
     """Extra rewritten + validated records (not in the sample) kept in reserve.jsonl for stage 3's top-up."""
+    draw_slack: float = field(0.05, min=0.0, max=1.0)
+    """Fraction of (sample + reserve) drawn and rewritten on top, so failed rewrites do not leave them short."""
     forbidden_phrases: list[str] = field(default_factory=lambda: [
         "no need to worry", "nothing to worry", "don't worry", "do not worry", "dont worry",
         "hope this helps", "hope it helps", "hope this answers", "hope i have answered",
@@ -123,17 +125,55 @@ class FilterConfig:
     ])
     """Dosing frequencies (regex fragments, whole words): any match is a regimen ("twice daily", "every 6 hours")."""
     urgent_patterns: list[str] = field(default_factory=lambda: [
-        "chest pain", r"chest (?:tightness|pressure)", r"pain in (?:my|the|his|her) chest",
-        r"short(?:ness)? of breath", r"(?:difficulty|trouble|hard) (?:in )?breathing", r"can(?:'t|not) breathe",
-        "breathless(?:ness)?", "stroke", "heart attack", "emergency", "unconscious(?:ness)?",
-        r"pass(?:ed|ing) out", "faint(?:ed|ing)", r"seizures?", "convulsions?", r"suicid(?:e|al)",
-        r"kill(?:ing)? myself", "overdose", "poison(?:ed|ing)", "anaphyla(?:xis|ctic)",
+        "chest pains?", r"chest (?:tightness|pressure)", r"pain in (?:my|the|his|her) chest",
+        r"short(?:ness)? of breath", r"(?:difficulty|trouble|hard) (?:in )?breathing(?! through)", r"can(?:'t|not) breathe",
+        "breathless(?:ness)?", "stroke", "heart attack", "emergency(?! contracept)", "unconscious(?:ness)?",
+        r"pass(?:ed|ing) out", "faint(?:ed|ing)", r"seizures?(?! free)", "convulsions?", r"suicid(?:e|al)",
+        r"kill(?:ing)? myself", "overdos(?:e|ed|ing)", "(?<!food.)poison(?:ed|ing)", "anaphyla(?:xis|ctic)",
         r"(?:severe|heavy|profuse|uncontrolled) bleeding", r"(?:coughing|vomiting) (?:up )?blood",
-        r"blood in (?:my |the )?vomit", "slurred speech", r"face (?:is )?drooping",
-        r"numbness (?:on|of) one side", r"swelling of (?:the|my) (?:throat|tongue|lips)",
+        r"blood in (?:my |the )?vomit", r"numbness (?:on|of) one side", r"swelling of (?:the|my) (?:throat|tongue|lips)",
         r"(?:severe|sudden|worst) headache", r"stiff neck with fever",
+        # stroke signs in lay words
+        r"(?:slurred|thick|garbled) speech", r"speech (?:is |was |became )?(?:slurred|thick|garbled)",
+        r"(?:face|mouth|smile) (?:is |looks |was )?(?:droop(?:ing|y|ed)?|crooked|hanging|lopsided)",
+        r"one side of (?:my|his|her|the) (?:face|body) (?:\w+ ){0,2}(?:weak|numb|droop\w*|hanging|paraly\w*)",
+        r"(?:weak|weakness|numb|numbness|paraly\w+|droop\w*) (?:\w+ ){0,3}one side",
+        r"(?:numbness|weakness) in (?:my |his |her )?(?:right|left) side",
+        r"(?:left|right) (?:side|arm|leg)(?: and (?:arm|leg))? (?:suddenly )?(?:feels?|felt|is|are|went|became) (?:\w+ )?(?:weak|numb)",
+        r"(?:cannot|can't|could not|unable to) (?:lift|move|raise) (?:my|his|her) (?:right |left )?(?:arm|leg|hand)",
+        r"(?:trouble|difficulty|difficulties) (?:speaking|talking|saying)", r"(?:words|speech) (?:come|came|comes|coming) out wrong",
+        r"talking nonsense", r"(?:could|can)(?: ?not|'t) (?:say|speak)", r"unable to speak",
+        r"(?:cannot|can't|could not) see (?:out of )?(?:the )?(?:left|right) half", r"sudden(?:ly)? (?:loss of|lost) (?:vision|sight)",
+        r"sudden(?:ly)? (?:\w+ ){0,2}(?:weakness|numbness)", r"sudden(?:ly)? confus(?:ed|ion)",
+        # cardiac pain, breathing, anaphylaxis
+        r"crushing (?:\w+ ){0,3}(?:chest|pain|feeling|pressure)", r"squeezing (?:pain|pressure|feeling)",
+        r"weight on (?:my|his|her|the) chest", r"pressure behind (?:my|his|her|the) (?:breastbone|sternum)",
+        r"acute heart ?(?:ache|pain)", r"(?:chest|heart) pains?\W+(?:\w+\W+){0,6}(?:left arm|jaw)",
+        r"chest pains? (?:\w+ ){0,8}aneurysm", r"tearing (?:\w+ ){0,2}pain", r"gasping(?: for (?:air|breath))?",
+        r"(?:cannot|can't|could not|unable to) (?:finish|complete) (?:a |my |his |her )?sentences?",
+        r"(?:lips|face) (?:\w+ ){0,2}(?:blue|bluish|purple|grey)", r"blue lips",
+        r"(?:very|extremely|really|so) (?:difficult|hard) to breathe", r"(?:getting|is|it's) (?:hard|harder|difficult) (?:for me )?to breathe",
+        r"(?:struggling|fighting) (?:to breathe|for (?:air|breath))", r"suffocat(?:e|ing|ion)", r"breathing is (?:slow|shallow)",
+        r"(?:lips?|tongue|throat|face)(?: and (?:lips?|tongue|throat|face))? (?:is |are )?(?:swelling|swollen|swelled)",
+        r"swollen (?:lips?|tongue|throat)", r"throat (?:feels |is |getting )?(?:tight|closing|closed)",
+        # suicide in lay words
+        r"(?:end|take) (?:my|his|her) (?:own )?life", r"end it all", r"want to die", r"better off dead",
+        r"(?:do|does|did)(?: not|n't) (?:want|wish) to (?:live|be alive)", r"no (?:point|reason) (?:in )?(?:being alive|living|to live)",
+        r"goodbye (?:letters?|notes?)", r"(?:take|swallow) them all", r"reason (?:i am|i'm) not dead",
+        r"(?:saved|stockpiled|hoarded|collected) (?:up )?(?:my |some |all )?(?:\w+ )?(?:pills|tablets)",
+        # bleeding, seizure, unresponsive, poisoning, other emergencies
+        r"soak(?:ing|ed|s)? (?:through )?(?:a |one |my )?(?:pads?|tampons?) (?:every|an|each) hour",
+        r"(?:blood|bleeding) (?:keeps |is )?(?:spurting|pouring|gushing)",
+        r"bleeding (?:\w+ ){0,3}(?:does not|doesn't|won't|will not|did not) stop",
+        r"(?:had|having|got) (?:a )?fits?", r"(?:is|was|are) (?:not responding|unresponsive)(?! to)", "unresponsive",
+        r"(?:cannot|can't|could not|unable to) (?:wake|rouse) (?:him|her|them|my \w+)", r"hard to (?:wake|rouse)",
+        r"swallowed (?:\S+ ){0,5}(?:pills|tablets|medicine|bleach|batteries|battery)",
+        r"(?:cannot|can't|unable to) (?:bend|move) (?:his|her|my) neck", r"rash (?:that )?(?:does not|doesn't|did not) fade",
+        r"non-?blanching",
+        r"(?:sudden|severe) (?:\w+ ){0,2}pain in (?:my|his|the) (?:left |right )?(?:testicle|testis|scrotum)",
     ])
-    """Urgent-detector patterns (regex fragments, whole words, case-insensitive); one un-negated match = urgent."""
+    """Urgent-detector patterns (regex fragments, whole words, case-insensitive); one un-negated match = urgent.
+    Tuned on data/triage/triage_labels.jsonl: red flags in the words patients use (docs/TRIAGE.md)."""
     negation_cues: list[str] = field(default_factory=lambda: [
         "no", "not", "without", "denies", "deny", "denied", "never", "nor", "neither", "free of",
         "negative for", "absence of", "don't have", "do not have", "doesn't have", "didn't have",
@@ -146,6 +186,53 @@ class FilterConfig:
     """Phrases that contain a cue but negate nothing ("no idea why I get chest pain")."""
     negation_window: int = field(5, min=0)
     """How many words before a match a negation cue may stand (same clause)."""
+    urgent_context_cues: list[str] = field(default_factory=lambda: [
+        r"(?:\w+ )?(?:weeks?|months?|years?) (?:ago|back)", r"last (?:week|month|year)", "in the past",
+        "history of", "h/o", r"previous(?:ly)?", "prior", r"when (?:i|he|she) was", "recovered from",
+        "always", "usually", "often", "chronic", r"for (?:many )?years",
+        "risk of", "risks of", r"chances? of", "prevent", r"(?:signs|symptoms) of", r"(?:might|could|will) get",
+        r"(?:afraid|scared|fear|fearful|worried) (?:of|about)", "read that", "is it true", "first aid",
+        r"if (?:someone|somebody|a person|you)", r"(?:film|movie|book|article|story|news) about",
+    ])
+    """ConText cues (regex, whole words): one within urgent_context_window words BEFORE an urgent match in the
+    same clause makes it historical, chronic or hypothetical ("ten years ago I had a stroke", "risk of overdose")."""
+    urgent_context_post_cues: list[str] = field(default_factory=lambda: [
+        r"(?:\w+ )?(?:weeks?|months?|years?) (?:ago|back)", r"before (?:\w+ )?(?:weeks?|months?|years?)",
+        r"last (?:week|month|year)", r"in (?:19|20)\d\d", r"as a (?:child|kid|teenager|baby)", "in the past",
+        r"(?:well )?controlled", r"for (?:the )?(?:past|last) (?:\w+ )?(?:months?|years?)", r"since (?:\w+ )?years",
+        "since childhood", "since birth",
+    ])
+    """ConText cues (regex) that make an urgent match historical or chronic when they follow it within
+    urgent_context_window words in the same clause ("a stroke 15 years back", "seizures are well controlled")."""
+    urgent_context_window: int = field(8, min=0)
+    """How many words a context cue may stand from an urgent match (same clause); 0 turns context off."""
+    urgent_evaluated_cues: list[str] = field(default_factory=lambda: [
+        r"(?:ecg|ekg|echo|tests?|reports?|results?|x-?ray|ct|mri|angiogram|work-?up|everything|all)"
+        r" (?:\w+ ){0,3}(?:are|were|was|is|came back|come back|showed|turned out)(?: to be)? (?:all )?(?:normal|fine|clear|negative)",
+        r"(?:was|been|got|am|is|were) (?:recently |just )?diagnosed", r"diagnosed with",
+        r"(?:my|the|our|his|her) (?:\w+ )?(?:doctor|cardiologist|physician|neurologist|pulmonologist|specialist)"
+        r" (?:\w+ ){0,2}(?:said|says|told|believes|thinks|suspects|referred|diagnosed|recommended|cleared)",
+        r"(?:i was|was|were|been) (?:told|cleared)",
+    ])
+    """Phrases (regex, anywhere in the question) saying the complaint was already evaluated by a doctor
+    (normal tests, a diagnosis); then the urgent_evaluated_soft patterns no longer make it urgent."""
+    urgent_evaluated_soft: list[str] = field(default_factory=lambda: [
+        "chest pains?", r"chest (?:tightness|pressure)", r"pain in (?:my|the|his|her) chest",
+        r"short(?:ness)? of breath", r"(?:difficulty|trouble|hard) (?:in )?breathing(?! through)",
+        "breathless(?:ness)?", "stroke", "heart attack", "emergency(?! contracept)", r"seizures?(?! free)",
+        "faint(?:ed|ing)", r"pass(?:ed|ing) out",
+    ])
+    """The bare symptom words among urgent_patterns (same strings) that an evaluated question no longer
+    counts; specific red flags (crushing pain, stroke signs, suicide, bleeding...) always count. []: off."""
+    urgent_infant_max_months: int = field(3, min=0, max=24)
+    """A fever word in a question about a baby younger than this (months, parsed age or an urgent_infant_words
+    word) is urgent by itself (infant fever < 3 months); 0 turns the rule off."""
+    urgent_infant_words: list[str] = field(default_factory=lambda: ["newborn", "neonate", r"new-?born baby"])
+    """Words (regex) that mean a baby under urgent_infant_max_months when no age is given."""
+    urgent_infant_fever_patterns: list[str] = field(default_factory=lambda: [
+        "fever", r"febrile", r"temperature (?:of|is|was) (?:3[89]|1(?:0[0-9]|1[0-9]))", r"feels? hot",
+    ])
+    """Fever words (regex) for the infant-fever rule (not negated: "no fever" does not count)."""
     urgent_category: str = "urgent symptoms"
     """Category given to every question the urgent detector flags (ahead of keyword matches)."""
     pediatric_category: str = "pediatric"
@@ -224,12 +311,16 @@ class FilterConfig:
         import re
 
         for key in ("dosage_units", "dosage_frequencies", "urgent_patterns", "rules_skip_patterns",
-                    "rules_advice_cues"):
+                    "rules_advice_cues", "urgent_context_cues", "urgent_context_post_cues",
+                    "urgent_infant_words", "urgent_infant_fever_patterns", "urgent_evaluated_cues"):
             for i, pattern in enumerate(getattr(self, key)):
                 try:
                     re.compile(pattern)
                 except re.error as exc:
                     raise ValueError(f"{key}[{i}] is not a valid regex ({exc}): {pattern!r}") from None
+        unknown = sorted(set(self.urgent_evaluated_soft) - set(self.urgent_patterns))
+        if unknown:
+            raise ValueError(f"urgent_evaluated_soft entries must be urgent_patterns entries, not {unknown}")
         try:
             re.compile(self.bullet_pattern)
         except re.error as exc:
