@@ -40,7 +40,7 @@ def test_stage_on_fixture(project_dir, capsys):
     assert "--- FILTER STATISTICS ---" in printed and "--- SAMPLING (target vs got) ---" in printed
 
     counts = manifest["counts"]
-    assert counts == {"in": 52, "kept": 10, "rejected": 20, "reserve": 4, "not_sampled": 18}
+    assert counts == {"in": 52, "kept": 10, "rejected": 20, "reserve": 5, "not_sampled": 17}
     rejected = read_jsonl(out / "rejected.jsonl")
     reasons = {r["id"]: r["reason"] for r in rejected}
     assert reasons["edge-dosage"] == "dosage" and reasons["edge-short"] == "too_short"
@@ -53,7 +53,7 @@ def test_stage_on_fixture(project_dir, capsys):
 
     sample = read_jsonl(out / "rewritten.jsonl")
     reserve = read_jsonl(out / "reserve.jsonl")
-    assert len(sample) == 10 and len(reserve) == 4
+    assert len(sample) == 10 and len(reserve) == 5
     assert not {r["id"] for r in sample} & {r["id"] for r in reserve}
     for r in sample + reserve:
         roles = [m["role"] for m in r["messages"]]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections import Counter, OrderedDict
 from pathlib import Path
@@ -128,11 +129,13 @@ def run_filter(cfg: PipelineConfig, force: bool = False, input_file: str | Path 
                 continue
             phrases_removed += res.phrases_removed
             meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+            category = categorize(res.question, f)
+            # categorize() puts every detector-urgent question in urgent_category: elsewhere it is False
+            urgent = category == f.urgent_category and is_urgent(res.question, f)
             pool[record["id"]] = {
                 "id": record["id"], "question": res.question, "answer": res.answer,
                 "original_answer": record["messages"][1]["content"], "source": meta.get("source", "unknown"),
-                "meta": meta, "category": categorize(res.question, f), "detector_urgent": is_urgent(res.question, f),
-                "record": record,
+                "meta": meta, "category": category, "detector_urgent": urgent, "record": record,
             }
         run.check_bad_fraction(str(src), bad, total_lines, first_bad)
         log.info("%d records read, %d passed the filters, %d rejected", n_in, len(pool), n_in - len(pool))
@@ -142,7 +145,9 @@ def run_filter(cfg: PipelineConfig, force: bool = False, input_file: str | Path 
         by_cat: dict[str, list[str]] = {k: [] for k in weights}
         for rid, p in pool.items():
             by_cat[p["category"]].append(rid)
-        plan = sample_stratified(by_cat, weights, f.sample_size, reserve=f.reserve_size, seed=f.seed)
+        # draw a little extra so that failed rewrites do not leave the reserve short
+        slack = math.ceil(f.draw_slack * (f.sample_size + f.reserve_size))
+        plan = sample_stratified(by_cat, weights, f.sample_size, reserve=f.reserve_size + slack, seed=f.seed)
         quotas = {k: len(v) for k, v in plan.sample.items()}
 
         # 3. rewrite + validate the drawn records (sample and reserve together)
@@ -169,7 +174,12 @@ def run_filter(cfg: PipelineConfig, force: bool = False, input_file: str | Path 
             for k, n in allocate(weights, spare, short).items():
                 final_sample[k] += final_reserve[k][:n]
                 final_reserve[k] = final_reserve[k][n:]
+        keep = allocate(weights, {k: len(final_reserve[k]) for k in weights}, f.reserve_size)
+        extra = {k: final_reserve[k][keep[k]:] for k in weights}  # validated but beyond reserve_size
+        final_reserve = {k: final_reserve[k][:keep[k]] for k in weights}
         plan.sample, plan.reserve = final_sample, final_reserve
+        for k in weights:
+            plan.rest[k] = extra[k] + plan.rest[k]
 
         out = run.writer("rewritten.jsonl")
         res_out = run.writer("reserve.jsonl")
