@@ -16,6 +16,7 @@ stage contract (`StageRun`: lock, manifest last).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ import math
 import os
 import shutil
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,11 +42,6 @@ from healthai.config import PipelineConfig
 from healthai.config.hpo import ParamSpace
 from healthai.errors import ConfigError, InputError, StageError
 from healthai.io import AtomicWriter, ensure_dir, sha256_file, write_json
-
-try:  # transformers is heavy: the callback base class is only needed when training runs
-    from transformers import TrainerCallback
-except ImportError:  # pragma: no cover - transformers is a dependency
-    TrainerCallback = object  # type: ignore[misc,assignment]
 
 log = logging.getLogger("healthai.hpo")
 
@@ -298,10 +295,11 @@ def claim_trial(study: optuna.Study, cfg: PipelineConfig, me: dict,
 
 
 # -- pruning --------------------------------------------------------------------------
-class PruningCallback(TrainerCallback):
+class PruningReporter:
     """Report each evaluation's loss to Optuna; raise TrialPruned when the pruner says stop.
 
-    `steps` is the last training step seen, so a trial records how far it trained.
+    `steps` is the last training step seen, so a trial records how far it trained. The
+    Trainer gets it as a `transformers.TrainerCallback` (see `make_pruning_callback`).
     """
 
     def __init__(self, trial: optuna.Trial, metric: str = METRIC):
@@ -324,6 +322,18 @@ class PruningCallback(TrainerCallback):
         if self.trial.should_prune():
             log.info("trial %d pruned at step %d (%s %.4f)", self.trial.number, step, self.metric, value)
             raise optuna.TrialPruned(f"pruned at step {step}: {self.metric} {value:.4f}")
+
+
+@functools.lru_cache(maxsize=1)
+def _pruning_callback_class() -> type:
+    from transformers import TrainerCallback  # imports torch (seconds): only when a real trainer runs
+
+    return type("PruningCallback", (PruningReporter, TrainerCallback), {"__doc__": PruningReporter.__doc__})
+
+
+def make_pruning_callback(trial: optuna.Trial, trainer: bool = True) -> PruningReporter:
+    """The pruning callback; a TrainerCallback subclass unless `trainer` is False (a stand-in trainer)."""
+    return (_pruning_callback_class() if trainer else PruningReporter)(trial)
 
 
 # -- one worker ----------------------------------------------------------------------------
@@ -368,7 +378,9 @@ def default_train_fn() -> TrainFn:
 def run_trial(trial: optuna.Trial, cfg: PipelineConfig, train_fn: TrainFn, train_path: Path, val_path: Path,
               trial_dir: Path) -> dict:
     """Train one trial; returns what the worker tells Optuna (state, value, steps, metrics)."""
-    callback = PruningCallback(trial)
+    # A real trainer (healthai.training, or anything that loaded transformers) needs a TrainerCallback.
+    real = "transformers" in sys.modules or getattr(train_fn, "__module__", "") == "healthai.training"
+    callback = make_pruning_callback(trial, trainer=real)
     hparams = dict(trial.params)
     seed = trial.user_attrs.get("seed", trial_seed(cfg.hpo.seed, trial.number))
     t0 = time.time()

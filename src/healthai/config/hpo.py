@@ -16,7 +16,7 @@ class ParamSpace:
     """One searched hyperparameter: an int or float range, or a list of choices."""
 
     type: Literal["int", "float", "categorical"] = "float"
-    """Distribution: int (low..high by step), float (low..high, log or step), categorical (choices)."""
+    """Distribution: int (low..high by step), float (low..high, log or step), categorical (choices; low/high ignored)."""
     low: int | float | None = None
     """Lower bound, inclusive (int and float)."""
     high: int | float | None = None
@@ -32,11 +32,12 @@ class ParamSpace:
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("empty search space: a categorical parameter needs a non-empty 'choices' list")
-            if self.low is not None or self.high is not None or self.step is not None or self.log:
-                raise ValueError("a categorical parameter takes only 'choices' (no low/high/step/log)")
+            # keys of another type are dropped: a site profile or --set that switches the type of a
+            # parameter merges with the bounds of pipeline.yaml
+            self.low = self.high = self.step = None
+            self.log = False
             return
-        if self.choices is not None:
-            raise ValueError(f"'choices' is only for type categorical, not {self.type}")
+        self.choices = None
         if self.low is None or self.high is None:
             raise ValueError(f"a {self.type} parameter needs both 'low' and 'high'")
         if not (math.isfinite(self.low) and math.isfinite(self.high)):

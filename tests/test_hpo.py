@@ -1,0 +1,270 @@
+"""Tests for healthai.hpo and the hpo config section: space, errors, resume, pruning, parallel workers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from healthai import hpo
+from healthai.config import REPO_DIR, load_config
+from healthai.errors import ConfigError, StageError
+from hpo_helpers import scripted_train, write_merge_splits
+
+TESTS = Path(__file__).resolve().parent
+SHORT = ["hpo.max_steps_per_trial=20", "hpo.eval_steps=5", "hpo.n_warmup_steps=5"]
+
+
+def _cfg(*overrides: str):
+    return load_config(overrides=[*SHORT, *overrides])
+
+
+def _study(cfg) -> optuna.Study:
+    return optuna.load_study(study_name=cfg.hpo.study_name, storage=hpo.open_storage(hpo.storage_path(cfg)))
+
+
+# -- search space --------------------------------------------------------------------------
+def test_default_space_is_the_workshop_space():
+    dists = hpo.to_distributions(load_config().hpo.space)
+    assert dists["lora_r"] == IntDistribution(8, 56, step=16)  # 8, 24, 40, 56
+    assert dists["lora_alpha"] == IntDistribution(16, 64, step=16)
+    assert dists["lora_dropout"] == FloatDistribution(0.01, 0.1)
+    assert dists["learning_rate"] == FloatDistribution(1e-5, 5e-4, log=True)
+    assert load_config().hpo.n_trials == 5
+
+
+def test_space_from_config_accepts_categorical_float_step_and_int_bounds_written_as_floats():
+    cfg = load_config(overrides=["hpo.space.lora_r={type: categorical, choices: [8, 16]}",
+                                 "hpo.space.lora_dropout.step=0.01", "hpo.space.lora_alpha.high=64.0"])
+    dists = hpo.to_distributions(cfg.hpo.space)
+    assert dists["lora_r"].choices == (8, 16)
+    assert dists["lora_dropout"] == FloatDistribution(0.01, 0.1, step=0.01)
+    assert dists["lora_alpha"] == IntDistribution(16, 64, step=16)
+
+
+@pytest.mark.parametrize("override, message", [
+    # inverted and empty ranges
+    ("hpo.space.lora_r.low=64", "inverted range: low 64 > high 56"),
+    ("hpo.space.lora_dropout={type: float, low: 0.1, high: 0.1}", "empty range: low == high == 0.1"),
+    ("hpo.space.lora_r={type: int, low: 8, high: 16, step: 16}", "empty range: step 16 is larger than"),
+    ("hpo.space.lora_r={type: categorical, choices: []}", "empty search space"),
+    # a name train_lora does not accept, and a typo inside a parameter
+    ("hpo.space.lora_rank={type: int, low: 8, high: 16}", "unknown parameter 'space.lora_rank'"),
+    ("hpo.space.lora_r.hihg=40", "did you mean 'hpo.space.lora_r.high'"),
+    # impossible distributions
+    ("hpo.space.learning_rate.low=0", "log-scale range needs low > 0"),
+    ("hpo.space.lora_r.type=float", "use type int"),
+    ("hpo.space.lora_r.low=8.5", "needs an integer 'low'"),
+    ("hpo.space.lora_dropout.log=true", ""),  # accepted: 0.01..0.1 on a log scale is valid
+])
+def test_space_errors_are_one_line_config_errors(override, message):
+    if not message:
+        assert load_config(overrides=[override]).hpo.space["lora_dropout"].log is True
+        return
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[override])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_space_through_the_entry_script_exits_2_with_one_line(project_dir, capsys):
+    entry = _load_entry()
+    assert entry.main(["--set", "hpo.space.lora_alpha.high=8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --set: 'hpo.space.lora_alpha': inverted range: low 16 > high 8"]
+
+
+def _load_entry():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ft_optuna", REPO_DIR / "fine-tuning" / "fine-tuning-optuna.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_space_refuses_names_the_training_function_does_not_take():
+    with pytest.raises(ConfigError, match="unknown parameter 'hpo.space.warmup'"):
+        hpo.check_space({"warmup": None}, frozenset({"lora_r"}))
+
+
+# -- seeds and workers -----------------------------------------------------------------------
+def test_sampler_seed_differs_per_array_task_and_restart():
+    env = {"SLURM_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "1"}
+    assert hpo.sampler_seed(42, env) == 43
+    assert hpo.sampler_seed(42, {**env, "SLURM_ARRAY_TASK_ID": "0"}) == 42
+    assert hpo.sampler_seed(42, {**env, "SLURM_RESTART_COUNT": "1"}) == 1043
+    assert hpo.sampler_seed(42, {}, n_existing=3) == 3042  # outside Slurm: a resumed worker moves on
+
+
+def test_stale_running_trials_are_recognised():
+    def trial(worker):
+        return optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs={"worker": worker} if worker else {})
+
+    me = {"host": "h1", "pid": 100, "slurm_job_id": "20"}
+    alive = {"21"}.__contains__
+    assert hpo.is_stale(trial(None), me, alive)                                     # killed before recording
+    assert hpo.is_stale(trial({"slurm_job_id": "20", "pid": 5}), me, alive)        # our own job, requeued
+    assert not hpo.is_stale(trial({"slurm_job_id": "21", "pid": 5}), me, alive)    # another live array task
+    assert hpo.is_stale(trial({"slurm_job_id": "22", "pid": 5}), me, alive)        # a job that ended
+    assert hpo.is_stale(trial({"host": "h1", "pid": 2 ** 22 + 12345}), me, alive)  # a dead local process
+    assert not hpo.is_stale(trial({"host": "h1", "pid": os.getpid()}), {"host": "h1", "pid": -1}, alive)
+    assert not hpo.is_stale(trial({"host": "h2", "pid": 1}), me, alive)            # another host: unknown
+
+
+# -- a whole search with the scripted trainer --------------------------------------------------
+def test_search_runs_exactly_n_trials_prunes_and_writes_the_report(project_dir, capsys, monkeypatch):
+    # the code version is part of the up-to-date check: pin it (others commit to this checkout meanwhile)
+    monkeypatch.setattr("healthai.stage.code_version", lambda: "test")
+    write_merge_splits(project_dir)
+    cfg = _cfg("hpo.n_trials=6")
+    summary = hpo.run_search(cfg, train_fn=scripted_train)
+    assert summary.counts["counted"] == 6 and summary.report_written
+    study = _study(cfg)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert pruned and all(t.user_attrs["steps"] < 20 for t in pruned)
+    assert all(t.user_attrs["steps"] == 20 for t in complete)
+    assert [t.user_attrs["seed"] for t in study.trials] == [42 + i for i in range(6)]
+
+    out = project_dir / "hpo"
+    best = yaml.safe_load((out / "best_params.yaml").read_text())
+    winner = min(complete, key=lambda t: t.value)
+    assert best["params"] == winner.params and best["trial"] == winner.number
+    csv = (out / "trials.csv").read_text().splitlines()
+    assert len(csv) == 7 and csv[0].startswith("number,state,eval_loss,steps")
+    assert json.loads((out / "best_trial.json").read_text())["trial"] == winner.number
+    for name in hpo.PLOTS:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"in": 6, "kept": len(complete), "rejected": 0, "pruned": len(pruned),
+                                  "running": 0}
+    printed = capsys.readouterr().out
+    assert "--- OPTUNA TRIALS" in printed and "PRUNED" in printed
+
+    # a rerun with nothing new: no trial, journal untouched, report up to date
+    journal = (out / "journal.log").read_bytes()
+    again = hpo.run_search(cfg, train_fn=scripted_train)
+    assert again.ran == [] and (out / "journal.log").read_bytes() == journal
+    assert "up to date" in capsys.readouterr().out
+
+    # raising n_trials continues the same study
+    more = hpo.run_search(_cfg("hpo.n_trials=8"), train_fn=scripted_train)
+    assert [r["number"] for r in more.ran] == [6, 7] and more.counts["counted"] == 8
+
+
+def test_journal_of_another_study_is_refused(project_dir):
+    write_merge_splits(project_dir)
+    hpo.run_search(_cfg("hpo.n_trials=1"), train_fn=scripted_train)
+    with pytest.raises(ConfigError) as err:
+        hpo.run_search(_cfg("hpo.n_trials=1", "hpo.study_name=other"), train_fn=scripted_train)
+    assert "holds study 'healthai-lora', not 'other'" in str(err.value)
+    assert str(project_dir / "hpo" / "journal.log") in str(err.value)
+
+
+def test_changed_settings_need_force_which_keeps_the_old_journal(project_dir):
+    write_merge_splits(project_dir)
+    hpo.run_search(_cfg("hpo.n_trials=1"), train_fn=scripted_train)
+    changed = _cfg("hpo.n_trials=1", "hpo.space.lora_r.high=40")
+    with pytest.raises(StageError, match=r"other inputs or settings \(changed: hpo\).*--force"):
+        hpo.run_search(changed, train_fn=scripted_train)
+    summary = hpo.run_search(changed, force=True, train_fn=scripted_train)
+    assert [r["number"] for r in summary.ran] == [0]
+    assert len(list((project_dir / "hpo").glob("journal.*.log"))) == 1
+
+
+def test_a_trial_that_raises_is_failed_and_not_counted(project_dir):
+    write_merge_splits(project_dir)
+    cfg = _cfg("hpo.n_trials=2")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    with pytest.raises(RuntimeError):
+        hpo.run_search(cfg, train_fn=broken)
+    (trial,) = _study(cfg).trials
+    assert trial.state == TrialState.FAIL and "CUDA out of memory" in trial.user_attrs["fail_reason"]
+    assert hpo.run_search(cfg, train_fn=scripted_train).counts == {**hpo.count_trials([]), "complete": 2,
+                                                                   "fail": 1, "counted": 2}
+
+
+# -- resume after SIGKILL, parallel workers ----------------------------------------------------
+def _worker(project_dir: Path, *overrides: str, sleep: float = 0.0) -> subprocess.Popen:
+    env = {**os.environ, "HEALTHAI_PROJECT_DIR": str(project_dir),
+           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    args = [sys.executable, str(TESTS / "hpo_helpers.py"), "--sleep", str(sleep)]
+    for o in [*SHORT, *overrides]:
+        args += ["--set", o]
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_resume_after_sigkill_fails_the_orphaned_trial_and_ends_with_exactly_n(project_dir):
+    write_merge_splits(project_dir)
+    cfg = _cfg("hpo.n_trials=3")
+    proc = _worker(project_dir, "hpo.n_trials=3", sleep=0.1)  # 20 steps x 0.1 s = 2 s per trial
+    deadline = time.time() + 60
+    running = None
+    while time.time() < deadline and running is None:
+        time.sleep(0.3)
+        if (project_dir / "hpo" / "journal.log").is_file():
+            trials = _study(cfg).trials
+            done = [t for t in trials if t.state == TrialState.COMPLETE]
+            live = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
+            if done and live:
+                running = live[0].number
+    assert running is not None, proc.communicate(timeout=5)
+    proc.send_signal(signal.SIGKILL)  # mid-trial: it has reported at least one evaluation
+    proc.wait(timeout=10)
+    assert _study(cfg).trials[running].state == TrialState.RUNNING  # a journal has no heartbeat
+
+    summary = hpo.run_search(cfg, train_fn=scripted_train)
+    assert summary.stale_failed == [running]
+    study = _study(cfg)
+    orphan = study.trials[running]
+    assert orphan.state == TrialState.FAIL and "worker gone" in orphan.user_attrs["fail_reason"]
+    counts = hpo.count_trials(study.trials)
+    assert counts["counted"] == 3 and counts["fail"] == 1 and counts["running"] == 0
+    assert summary.report_written and (project_dir / "hpo" / "best_params.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_two_concurrent_workers_share_one_study_and_stop_at_exactly_n(project_dir):
+    write_merge_splits(project_dir)
+    procs = [_worker(project_dir, "hpo.n_trials=5", sleep=0.03) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    results = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    ran = sorted(n for r in results for n in r["ran"])
+    assert ran == [0, 1, 2, 3, 4]  # no trial twice, none beyond N
+    assert all(r["ran"] for r in results)  # both workers did work
+    counts = hpo.count_trials(_study(_cfg("hpo.n_trials=5")).trials)
+    assert counts["counted"] == 5 and counts["running"] == 0
+    assert sum(r["report"] for r in results) >= 1 and (project_dir / "hpo" / "manifest.json").is_file()
+
+
+# -- the final training's side -------------------------------------------------------------------
+def test_final_hparams_prefer_best_params_and_say_which_file(project_dir, capsys):
+    cfg = load_config()
+    params, used = hpo.final_hparams(cfg)
+    assert used is None and params["lora_r"] == cfg.finetune.lora_r
+    assert "no " in capsys.readouterr().out
+    path = project_dir / "hpo" / "best_params.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump({"params": {"lora_r": 40, "learning_rate": 3e-4}}))
+    params, used = hpo.final_hparams(cfg)
+    assert used == path and params["lora_r"] == 40 and params["learning_rate"] == 3e-4
+    assert params["lora_alpha"] == cfg.finetune.lora_alpha
+    assert f"hyperparameters from {path}" in capsys.readouterr().out
+    path.write_text(yaml.safe_dump({"params": {"lora_rank": 40}}))
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        hpo.final_hparams(cfg)
