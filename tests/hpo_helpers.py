@@ -96,3 +96,8 @@ def _worker_main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(_worker_main())
+
+
+def scripted_slow_train(*args, **kwargs):
+    """scripted_train at 0.05 s per step, so that two workers overlap (Slurm array test)."""
+    return scripted_train(*args, **{**kwargs, "sleep": 0.05})

@@ -268,3 +268,50 @@ def test_final_hparams_prefer_best_params_and_say_which_file(project_dir, capsys
     path.write_text(yaml.safe_dump({"params": {"lora_rank": 40}}))
     with pytest.raises(ConfigError, match="unknown parameter"):
         hpo.final_hparams(cfg)
+
+
+# -- a job array on the local Slurm cluster ---------------------------------------------------------
+def _array_tasks(job_id: str, env: dict) -> list[dict]:
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, env=env)
+    return [dict(tok.split("=", 1) for tok in line.split() if "=" in tok) for line in out.stdout.splitlines()
+            if line.strip()]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_job_array_of_two_workers_ends_with_exactly_n_trials(slurm_cluster, project_dir):
+    from slurm_helpers import FINISHED, sbatch, slurm_env
+
+    write_merge_splits(project_dir)
+    # The real wrapper, the real array and journal; the trials run the scripted trainer so that the
+    # test measures the parallel bookkeeping, not CPU training (the real trainer is tested above).
+    env = slurm_env({"HEALTHAI_PROJECT_DIR": str(project_dir),
+                     "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])})
+    args = []
+    for o in [*SHORT, "hpo.n_trials=5", "hpo.train_function=hpo_helpers:scripted_slow_train"]:
+        args += ["--set", o]
+    stage = REPO_DIR / "fine-tuning"
+    job = sbatch(stage / "run-ft-optuna.sh", args, cwd=stage, env=env, sbatch_args=["--array=0-1%2"])
+    deadline = time.time() + 240
+    tasks: list[dict] = []
+    while time.time() < deadline:
+        tasks = _array_tasks(job, env)
+        if len(tasks) == 2 and all(t.get("JobState") in FINISHED for t in tasks):
+            break
+        time.sleep(2)
+    else:
+        subprocess.run(["scancel", job], env=env)
+        pytest.fail(f"array job {job} did not finish: {[t.get('JobState') for t in tasks]}")
+    logs = {t["ArrayTaskId"]: Path(t["StdOut"]).read_text(errors="replace") for t in tasks}
+    try:
+        assert [t["JobState"] for t in tasks] == ["COMPLETED", "COMPLETED"], logs
+        study = _study(_cfg("hpo.n_trials=5"))
+        counts = hpo.count_trials(study.trials)
+        assert counts["counted"] == 5 and counts["running"] == 0 and len(study.trials) == 5
+        workers = {t.user_attrs["worker"]["array_task_id"] for t in study.trials}
+        assert workers == {"0", "1"}, "both array tasks ran trials"
+        assert "sampler seed 42" in logs["0"] and "sampler seed 43" in logs["1"]
+        assert (project_dir / "hpo" / "best_params.yaml").is_file()
+    finally:
+        for t in tasks:
+            Path(t["StdOut"]).unlink(missing_ok=True)

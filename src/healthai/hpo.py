@@ -93,8 +93,11 @@ def accepted_hparams() -> frozenset[str]:
 def worker_identity(env: dict | None = None) -> dict:
     """Who runs a trial: enough to tell later whether that process or Slurm job is still alive."""
     env = os.environ if env is None else env
+    array_job, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
     return {"host": socket.gethostname(), "pid": os.getpid(),
             "slurm_job_id": env.get("SLURM_JOB_ID") or None,
+            # what squeue needs to see exactly this task (an array's first task shares the array's id)
+            "slurm_job": f"{array_job}_{task}" if array_job and task else (env.get("SLURM_JOB_ID") or None),
             "array_job_id": env.get("SLURM_ARRAY_JOB_ID") or None,
             "array_task_id": env.get("SLURM_ARRAY_TASK_ID") or None,
             "restart": int(env.get("SLURM_RESTART_COUNT") or 0)}
@@ -154,7 +157,7 @@ def is_stale(trial: FrozenTrial, me: dict, job_alive: Callable[[str], bool] | No
     if job:
         if job == me.get("slurm_job_id"):
             return True
-        return not (job_alive or _slurm_job_alive)(str(job))
+        return not (job_alive or _slurm_job_alive)(str(worker.get("slurm_job") or job))
     if worker.get("host") != me.get("host"):
         return False
     if worker.get("pid") == me.get("pid"):
@@ -162,10 +165,21 @@ def is_stale(trial: FrozenTrial, me: dict, job_alive: Callable[[str], bool] | No
     return not _process_alive(int(worker.get("pid", -1)))
 
 
-def _slurm_job_alive(job_id: str) -> bool:
-    from healthai.stage import _holder_alive
+ALIVE_STATES = {"RUNNING", "PENDING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "SUSPENDED",
+                "RESIZING", "STOPPED", "SIGNALING"}
 
-    return _holder_alive({"slurm_job_id": job_id, "host": None})
+
+def _slurm_job_alive(job: str) -> bool:
+    """Is this Slurm job (or array task, `JOBID_TASK`) still pending or running? Unknown counts as alive."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return True
+    if out.returncode != 0:
+        return "invalid job id" not in out.stderr.lower()
+    return bool(set(out.stdout.split()) & ALIVE_STATES)
 
 
 # -- the study ---------------------------------------------------------------------------
@@ -369,10 +383,19 @@ def _catch_time_limit_signal() -> None:
         signal.signal(signal.SIGUSR1, _raise_interrupted)
 
 
-def default_train_fn() -> TrainFn:
-    from healthai.training import train_lora
+def load_train_fn(spec: str) -> TrainFn:
+    """`module:function` (hpo.train_function) -> the callable; a wrong name is a one-line ConfigError."""
+    import importlib
 
-    return train_lora
+    module_name, _, name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"hpo.train_function: cannot import '{module_name}' ({exc})") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ConfigError(f"hpo.train_function: '{module_name}' has no function '{name}'")
+    return fn
 
 
 def run_trial(trial: optuna.Trial, cfg: PipelineConfig, train_fn: TrainFn, train_path: Path, val_path: Path,
@@ -411,7 +434,7 @@ def run_worker(cfg: PipelineConfig, train_path: Path, val_path: Path, train_fn: 
                pruning: bool = True, force: bool = False,
                job_alive: Callable[[str], bool] | None = None) -> WorkerSummary:
     """Claim and run trials until the study holds hpo.n_trials counted (+ running elsewhere) trials."""
-    train_fn = train_fn or default_train_fn()
+    train_fn = train_fn or load_train_fn(cfg.hpo.train_function)
     check_space(cfg.hpo.space, accepted_hparams())
     for p in (train_path, val_path):
         if not p.is_file():
@@ -448,30 +471,42 @@ def run_worker(cfg: PipelineConfig, train_path: Path, val_path: Path, train_fn: 
         except BaseException as exc:  # an error, Ctrl-C, the time-limit signal: the trial will not finish
             reason = "interrupted: time limit near, job requeued" if isinstance(exc, Interrupted) else \
                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            trial.set_user_attr("fail_reason", reason[:300])
-            study.tell(trial, state=TrialState.FAIL)
+            _finish(study, trial, TrialState.FAIL, None, {"fail_reason": reason[:300]})
             log.warning("trial %d failed (%s)", trial.number, reason)
             if isinstance(exc, Interrupted):
                 summary.interrupted = True
                 break
             raise
-        trial.set_user_attr("steps", result["steps"])
-        trial.set_user_attr("seconds", result["seconds"])
+        attrs = {"steps": result["steps"], "seconds": result["seconds"]}
         if result["metrics"]:
-            trial.set_user_attr("metrics", result["metrics"])
-        if result["state"] == TrialState.COMPLETE:
-            study.tell(trial, result["value"])
-        elif result["state"] == TrialState.PRUNED:
-            study.tell(trial, state=TrialState.PRUNED)
-        else:
-            trial.set_user_attr("fail_reason", f"{METRIC} missing or not finite")
-            study.tell(trial, state=TrialState.FAIL)
+            attrs["metrics"] = result["metrics"]
+        if result["state"] == TrialState.FAIL:
+            attrs["fail_reason"] = f"{METRIC} missing or not finite"
+        if not _finish(study, trial, result["state"], result["value"], attrs):
+            continue
         log.info("trial %d %s: %s=%s after %d steps in %.1f s", trial.number, result["state"].name.lower(),
                  METRIC, _fmt_value(result["value"]), result["steps"], result["seconds"])
         summary.ran.append(result)
     summary.counts = count_trials(study.get_trials(deepcopy=False))
     summary.seconds = round(time.time() - t0, 2)
     return summary
+
+
+def _finish(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None,
+            attrs: dict) -> bool:
+    """Record and close a trial; False when another worker already closed it (it judged us gone)."""
+    try:
+        for key, val in attrs.items():
+            trial.set_user_attr(key, val)
+        if state == TrialState.COMPLETE:
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        log.warning("trial %d was already closed by another worker (it took this worker for dead): "
+                    "its result is dropped", trial.number)
+        return False
+    return True
 
 
 # -- outputs --------------------------------------------------------------------------------

@@ -104,6 +104,8 @@ class HPOConfig:
     """Training epochs per trial (short: only the ranking of trials matters)."""
     max_steps_per_trial: int | None = field(None, min=1)
     """Cap on training steps per trial; null = epochs_per_trial decides."""
+    train_function: str = "healthai.training:train_lora"
+    """The training function each trial calls (module:function), the same one the final fine-tuning uses."""
     space: dict[str, ParamSpace] = field(default_factory=lambda: {
         "lora_r": ParamSpace("int", 8, 56, step=16),
         "lora_alpha": ParamSpace("int", 16, 64, step=16),
@@ -122,5 +124,7 @@ class HPOConfig:
                                  f"{', '.join(sorted(tunable))}")
             if spec.type == "float" and tunable[name] is int:
                 raise ValueError(f"'space.{name}' is type float but finetune.{name} is an integer: use type int")
+        if ":" not in self.train_function:
+            raise ValueError(f"'train_function' must be module:function, got {self.train_function!r}")
         if self.epochs_per_trial == 0 and self.max_steps_per_trial is None:
             raise ValueError("a trial needs epochs_per_trial > 0 or max_steps_per_trial")
