@@ -66,10 +66,11 @@ def _holder_alive(holder: dict) -> bool:
         try:
             out = subprocess.run(["squeue", "-h", "-j", str(job), "-o", "%T"], capture_output=True,
                                  text=True, timeout=10)
-            state = out.stdout.strip()
+            # an array's first task shares the array's id: squeue then lists every task, one line each
+            states = set(out.stdout.split())
             if out.returncode == 0:
-                return state in ("RUNNING", "PENDING", "CONFIGURING", "COMPLETING", "REQUEUED",
-                                 "SUSPENDED", "RESIZING")
+                return bool(states & {"RUNNING", "PENDING", "CONFIGURING", "COMPLETING", "REQUEUED",
+                                      "SUSPENDED", "RESIZING"})
         except (OSError, subprocess.SubprocessError):
             pass
     if holder.get("host") != socket.gethostname():
