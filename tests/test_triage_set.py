@@ -102,3 +102,27 @@ def test_infant_fever_rule(fcfg):
     assert not infant_fever("My baby is 5 weeks old, no fever, just hiccups.", fcfg)  # negated fever
     text = "I had a stroke two years ago"
     assert in_context(text, text.index("stroke"), text.index("stroke") + 6, fcfg)
+
+
+def test_report_section_for_the_labelled_set(records):
+    from healthai import evaluation as ev
+    from healthai.inference import read_triage_set
+
+    cfg = load_config()
+    items = read_triage_set(cfg)
+    assert len(items) == len(records) and sum(i["is_urgent"] for i in items) == sum(r["urgent"] for r in records)
+    prefix, closing = cfg.filter.urgent_prefix, cfg.filter.closing_sentence
+    # a model that puts the prefix on every urgent item and on the first non-urgent one
+    first_other = next(i for i, it in enumerate(items) if not it["is_urgent"])
+    answers = [f"{prefix if it['is_urgent'] or i == first_other else ''} Rest. {closing}".strip()
+               for i, it in enumerate(items)]
+    scored = [ev.score_answer({**it, "answer": a}, cfg.filter) for it, a in zip(items, answers)]
+    summary = ev.summarize(scored)
+    assert summary["urgent_recall"]["rate"] == 1.0 and summary["over_triage"]["k"] == 1
+    section = ev.triage_set_section({"path": "x", "items": len(items), "summaries": {"ft": summary},
+                                     "first_token": {"ft": ev.first_token_summary([0.9] * len(items),
+                                                                                  [it["is_urgent"] for it in items])}},
+                                    "Seek")
+    assert "| ft | 100.0% (80/80" in section and "0.9000" in section
+    assert "non-urgent + prefix (over-triage)" in section  # the confusion table
+    assert read_triage_set(load_config(overrides=["inference.triage_set=null"])) == []

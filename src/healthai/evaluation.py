@@ -370,3 +370,22 @@ def first_token_summary(probs: Sequence[float], is_urgent: Sequence[bool]) -> di
     other = [p for p, u in zip(probs, is_urgent) if not u]
     return {"urgent_mean": statistics.fmean(urgent) if urgent else None, "urgent_n": len(urgent),
             "non_urgent_mean": statistics.fmean(other) if other else None, "non_urgent_n": len(other)}
+
+
+def triage_set_section(triage_set: dict, word: str) -> str:
+    """Report section for the hand-labelled triage set: urgent recall and over-triage with their
+    intervals, the closing-sentence rate, mean P(first token = word) urgent vs non-urgent, confusion."""
+    summaries, first = triage_set["summaries"], triage_set["first_token"]
+    lines = [f"{triage_set['items']} questions labelled urgent / not urgent by a clinician "
+             f"(`{triage_set['path']}`; real questions and hand-written hard cases). Unlike the split above, "
+             "the labels do not come from the stage-2 detector.", "",
+             f'| model | urgent recall | over-triage | closing sentence | P("{word}") urgent | P("{word}") non-urgent |',
+             "|---|---|---|---|---|---|"]
+    for name, s in summaries.items():
+        f = first.get(name, {})
+        pu = "n/a" if f.get("urgent_mean") is None else f"{f['urgent_mean']:.4f}"
+        pn = "n/a" if f.get("non_urgent_mean") is None else f"{f['non_urgent_mean']:.4f}"
+        lines.append(f"| {name} | {_prop_cell(s['urgent_recall'])} | {_prop_cell(s['over_triage'])} | "
+                     f"{_pct(s['closing_rate'])} | {pu} | {pn} |")
+    return "\n".join(lines + ["", confusion_table(summaries)])
+

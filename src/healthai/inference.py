@@ -95,6 +95,11 @@ def attach_adapter(model, cfg: PipelineConfig):
     check_adapter(path)
     t0 = time.perf_counter()
     model = PeftModel.from_pretrained(model, str(path), is_trainable=False)
+    from healthai.urgent_rule import TOKEN_ROWS_FILE, apply_token_rows
+
+    rows = apply_token_rows(model, path / TOKEN_ROWS_FILE)  # finetune.train_format_rows: trained format-token rows
+    if rows:
+        log.info("%d trained format-token embedding rows put on the base (%s)", rows, TOKEN_ROWS_FILE)
     model.eval()
     log.info("adapter %s loaded in %.2f s", path, time.perf_counter() - t0)
     return model
@@ -533,6 +538,21 @@ def read_eval_items(cfg: PipelineConfig) -> tuple[list[dict], list[dict], int]:
     return items, rejected, len(data)
 
 
+def read_triage_set(cfg: PipelineConfig) -> list[dict]:
+    """The hand-labelled triage set (`inference.triage_set`, data/triage/triage_labels.jsonl) as
+    evaluation items {"id", "question", "is_urgent", "category"}; [] when the key is null."""
+    if not cfg.inference.triage_set:
+        return []
+    from healthai.io import read_jsonl
+
+    path = cfg.resolve(cfg.inference.triage_set)
+    if not path.is_file():
+        raise InputError("hand-labelled triage set not found (set inference.triage_set: null to skip it)",
+                         file=str(path))
+    return [{"id": r["id"], "question": r["question"], "is_urgent": bool(r["urgent"]),
+             "category": r.get("case") or r["source"]} for r in read_jsonl(path)]
+
+
 def evaluate(cfg: PipelineConfig, force: bool = False, progress: bool = False) -> dict:
     """Answer the split with base and fine-tuned model, score both, write the report (a StageRun).
 
@@ -547,6 +567,8 @@ def evaluate(cfg: PipelineConfig, force: bool = False, progress: bool = False) -
     check_adapter(adapter)
     check_base(base_path(cfg))
     inputs = [data_path, meta_path, base_path(cfg) / "config.json"] + [adapter / n for n in ADAPTER_FILES]
+    if cfg.inference.triage_set:
+        inputs.append(cfg.resolve(cfg.inference.triage_set))
     with StageRun("evaluate", cfg, inputs=inputs, config_sections=["inference", "filter", "models"],
                   output_subdir="inference", force=force) as run:
         if run.up_to_date:
@@ -569,6 +591,9 @@ def evaluate(cfg: PipelineConfig, force: bool = False, progress: bool = False) -
         prompt_answers: dict[str, list[dict]] = {}
         p_seek: dict[str, list[float]] = {}
         timings: dict[str, dict] = {}
+        triage_items = read_triage_set(cfg)
+        t_answers: dict[str, list[Generation]] = {}
+        t_seek: dict[str, list[float]] = {}
         model, tokenizer = load_base(cfg)
         for mode in MODES:
             if mode == "ft":
@@ -583,6 +608,10 @@ def evaluate(cfg: PipelineConfig, force: bool = False, progress: bool = False) -
             prompt_answers[mode] = [{"question": g.question, "answer": g.answer}
                                     for g in generate_answers(model, tokenizer, prompts, cfg)]
             p_seek[mode] = [p[seek] for p in next_token_probabilities(model, tokenizer, questions, cfg, [seek])]
+            if triage_items:
+                t_questions = [it["question"] for it in triage_items]
+                t_answers[mode] = generate_answers(model, tokenizer, t_questions, cfg)
+                t_seek[mode] = [p[seek] for p in next_token_probabilities(model, tokenizer, t_questions, cfg, [seek])]
 
         scored = {mode: [ev.score_answer({**it, "answer": g.answer, "new_tokens": g.new_tokens,
                                           f"p_{seek.lower()}": p}, cfg.filter)
@@ -595,6 +624,14 @@ def evaluate(cfg: PipelineConfig, force: bool = False, progress: bool = False) -
                 "decoding": "sampling" if cfg.inference.do_sample else "greedy",
                 "max_new_tokens": cfg.inference.max_new_tokens, "date": time.strftime("%Y-%m-%d %H:%M")}
         extra = [(f'First-token probability of "{seek}"', first_token_table(first_token, seek))]
+        if triage_items:  # the hand-labelled triage set (inference.triage_set): labels by a clinician, not stage 2
+            t_scored = {m: [ev.score_answer({**it, "answer": g.answer, f"p_{seek.lower()}": p}, cfg.filter)
+                            for it, g, p in zip(triage_items, t_answers[m], t_seek[m])] for m in MODES}
+            triage_set = {"path": str(cfg.resolve(cfg.inference.triage_set)), "items": len(triage_items),
+                          "summaries": {m: ev.summarize(rows, cfg.inference.ci_level) for m, rows in t_scored.items()},
+                          "first_token": {m: ev.first_token_summary(t_seek[m], [it["is_urgent"] for it in triage_items])
+                                          for m in MODES}}
+            extra.append(("Hand-labelled triage set", ev.triage_set_section(triage_set, seek)))
         out = run.writer("answers.jsonl")
         for i, it in enumerate(items):
             out.write_record({**it, "answers": {m: answers[m][i].answer for m in MODES},
@@ -605,7 +642,8 @@ def evaluate(cfg: PipelineConfig, force: bool = False, progress: bool = False) -
         with_report = run.writer("report.md")
         with_report.write(ev.render_report(summaries, prompt_answers, worst, info, extra_sections=extra))
         data = ev.report_data(summaries, prompt_answers, worst, info,
-                              extras={"first_token": first_token, "timings": timings})
+                              extras={"first_token": first_token, "timings": timings,
+                                      "triage_set": triage_set if triage_items else None})
         import json
 
         run.writer("report.json").write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -42,6 +42,9 @@ class InferenceConfig:
     """Confidence level of the Wilson intervals for urgent recall and over-triage."""
     worst_cases: int = field(3, min=0)
     """How many worst answers per model the report shows (missed urgent first, then leaks, format)."""
+    triage_set: str | None = "data/triage/triage_labels.jsonl"
+    """Hand-labelled triage set (clinician labels, docs/TRIAGE.md) also answered by both models for the
+    report's urgent recall / over-triage / P("Seek") section; null = skip it."""
 
     def validate(self) -> None:
         if not self.prompts and not self.prompts_file:
