@@ -182,3 +182,27 @@ def test_real_bundled_inputs_leave_no_boilerplate(project_dir):
         assert not FORBIDDEN.search(answer), (entry["id"], answer)
         assert not residual_boilerplate(answer, rules), (entry["id"], answer)
     assert "Retention rate:" in res.stdout
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_run_curation_sh_through_sbatch(slurm_cluster, tmp_path):
+    """The real wrapper, Deucalion #SBATCH lines unchanged, on the local cluster with a small --input."""
+    from slurm_helpers import sbatch_and_wait, slurm_env
+
+    project = tmp_path / "project"
+    env = slurm_env({"HEALTHAI_PROJECT_DIR": str(project)})
+    stage = REPO / "1.Initial-curation"
+    result = sbatch_and_wait(stage / "run-curation.sh", args=("--input", str(FIX / "hcm_sample.jsonl"),
+                                                              "--set", "curation.min_answer_words=5",
+                                                              "--set", "project.max_bad_fraction=0.5"),
+                             cwd=stage, env=env, timeout=300)
+    try:
+        assert result.state == "COMPLETED" and result.exit_code == 0, result.log_text
+        assert "--- CURATION STATISTICS ---" in result.log_text
+        assert "Total lines processed:      4" in result.log_text
+        stats = json.loads((project / "1.curation" / "stats.json").read_text())
+        assert stats["total_examples_saved"] + stats["low_quality_removed"] + stats["duplicates_removed"] == 4
+    finally:
+        if result.log_path:
+            result.log_path.unlink(missing_ok=True)
