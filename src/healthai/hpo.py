@@ -398,6 +398,38 @@ def load_train_fn(spec: str) -> TrainFn:
     return fn
 
 
+def call_train_fn(train_fn: TrainFn, cfg: PipelineConfig, train_path: Path, val_path: Path, trial_dir: Path,
+                  hparams: dict, callback: PruningReporter, seed: int) -> dict:
+    """Call the trainer with this trial's budget, passing each setting the way its signature takes it.
+
+    Wanted: callbacks, max_steps, eval_steps (so pruning can act), seed, save=False (no adapter per
+    trial), epochs. A setting the function has no keyword for goes through `hparams` (epochs) or a
+    copy of the config (project.seed); without `callbacks` pruning would be impossible: an error.
+    """
+    import copy
+    import inspect
+
+    params = inspect.signature(train_fn).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    wanted = {"callbacks": [callback], "max_steps": cfg.hpo.max_steps_per_trial,
+              "eval_steps": cfg.hpo.eval_steps, "seed": seed, "save": False, "epochs": cfg.hpo.epochs_per_trial}
+    kwargs = {k: v for k, v in wanted.items() if takes_any or k in params}
+    if "callbacks" not in kwargs:
+        raise ConfigError(f"hpo.train_function {getattr(train_fn, '__name__', train_fn)} takes no 'callbacks': "
+                          f"the pruning callback cannot be attached")
+    hparams = dict(hparams)
+    if "epochs" not in kwargs:
+        hparams.setdefault("epochs", cfg.hpo.epochs_per_trial)
+    if "seed" not in kwargs:
+        cfg = copy.deepcopy(cfg)
+        cfg.project.seed = seed
+    for missing in ("eval_steps", "max_steps"):
+        if missing not in kwargs:
+            log.warning("%s takes no '%s': hpo.%s is not applied", getattr(train_fn, "__name__", "train_fn"),
+                        missing, {"eval_steps": "eval_steps", "max_steps": "max_steps_per_trial"}[missing])
+    return train_fn(cfg, train_path, val_path, trial_dir, hparams=hparams, **kwargs)
+
+
 def run_trial(trial: optuna.Trial, cfg: PipelineConfig, train_fn: TrainFn, train_path: Path, val_path: Path,
               trial_dir: Path) -> dict:
     """Train one trial; returns what the worker tells Optuna (state, value, steps, metrics)."""
@@ -410,9 +442,7 @@ def run_trial(trial: optuna.Trial, cfg: PipelineConfig, train_fn: TrainFn, train
     log.info("trial %d: %s (seed %d)", trial.number, _fmt_params(hparams), seed)
     result = {"number": trial.number, "params": hparams, "seed": seed}
     try:
-        metrics = train_fn(cfg, train_path, val_path, trial_dir, hparams=hparams, callbacks=[callback],
-                           max_steps=cfg.hpo.max_steps_per_trial, epochs=cfg.hpo.epochs_per_trial,
-                           eval_steps=cfg.hpo.eval_steps, seed=seed, save=False)
+        metrics = call_train_fn(train_fn, cfg, train_path, val_path, trial_dir, hparams, callback, seed)
     except optuna.TrialPruned:
         last = callback.reports[-1][1] if callback.reports else None
         result.update(state=TrialState.PRUNED, value=last, steps=callback.steps, metrics={})
