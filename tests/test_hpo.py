@@ -123,6 +123,7 @@ def test_stale_running_trials_are_recognised():
 
 
 # -- a whole search with the scripted trainer --------------------------------------------------
+@pytest.mark.slow
 def test_search_runs_exactly_n_trials_prunes_and_writes_the_report(project_dir, capsys, monkeypatch):
     # the code version is part of the up-to-date check: pin it (others commit to this checkout meanwhile)
     monkeypatch.setattr("healthai.stage.code_version", lambda: "test")
@@ -172,6 +173,7 @@ def test_journal_of_another_study_is_refused(project_dir):
     assert str(project_dir / "hpo" / "journal.log") in str(err.value)
 
 
+@pytest.mark.slow
 def test_changed_settings_need_force_which_keeps_the_old_journal(project_dir):
     write_merge_splits(project_dir)
     hpo.run_search(_cfg("hpo.n_trials=1"), train_fn=scripted_train)
@@ -208,6 +210,7 @@ def _worker(project_dir: Path, *overrides: str, sleep: float = 0.0) -> subproces
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_fails_the_orphaned_trial_and_ends_with_exactly_n(project_dir):
     write_merge_splits(project_dir)
     cfg = _cfg("hpo.n_trials=3")
