@@ -113,3 +113,32 @@ def test_the_grep_catches_a_violation(tmp_path):
     bad = 'model = AutoModelForCausalLM.from_pretrained(p, trust_remote_code=True)'
     assert re.search(r"trust_remote_code\s*=\s*True", bad)
     assert re.search(r"torch\.load\(", "state = torch.load(path)")
+
+
+# -- concurrency: a user pressing sbatch twice -------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_two_submissions_of_one_stage_do_not_corrupt_outputs(slurm_cluster, tmp_path):
+    from slurm_helpers import sbatch, slurm_env, wait_job
+
+    env = slurm_env({"HEALTHAI_PROJECT_DIR": str(tmp_path / "project"), "HEALTHAI_SITE": "ci"})
+    stage = REPO / "1.Initial-curation"
+    args = ("--input", str(REPO / "data" / "raw" / "healthcaremagic_82_sample.jsonl"),
+            "--set", "project.max_bad_fraction=0.1")
+    # both held, then released together, so that they really run at the same time
+    first = sbatch(stage / "run-curation.sh", args, cwd=stage, env=env, sbatch_args=("--hold",))
+    second = sbatch(stage / "run-curation.sh", args, cwd=stage, env=env, sbatch_args=("--hold",))
+    subprocess.run(["scontrol", "release", f"{first},{second}"], env=env, check=True)
+    infos = [wait_job(job, 300, env) for job in (first, second)]
+    logs = [Path(info["StdOut"]).read_text() for info in infos]
+    states = sorted(info["JobState"] for info in infos)
+    assert states == ["COMPLETED", "FAILED"], (states, logs)
+    loser = logs[[i["JobState"] for i in infos].index("FAILED")]
+    assert re.search(r"stage 'curation' is already running \(Slurm job \d+", loser), loser
+    out = tmp_path / "project" / "1.curation"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["in"] == 82
+    assert len((out / "curated.jsonl").read_text().splitlines()) == manifest["counts"]["kept"]
+    assert not (out / ".lock").exists() and list(out.glob("*.tmp.*")) == []
+    for info in infos:
+        Path(info["StdOut"]).unlink(missing_ok=True)
