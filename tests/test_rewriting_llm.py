@@ -40,7 +40,8 @@ def items(cfg, n):
 
 @pytest.mark.slow
 def test_llm_backend_end_to_end(tiny_model_dir):
-    cfg = load_config(overrides=["filter.llm.max_new_tokens=16", "filter.llm.retries=1", "filter.llm.batch_size=4"])
+    cfg = load_config(overrides=["filter.llm.max_new_tokens=16", "filter.llm.retries=1", "filter.llm.batch_size=4",
+                                 "filter.llm.max_answer_chars=300"])
     llm = LLMRewriter.load(tiny_model_dir, cfg.filter, device="cpu", dtype="float32")
     prompt = llm.build_prompt("I have a cough.", "Rest.")
     assert cfg.filter.rewriter_system in prompt and prompt.rstrip().endswith(("<think>\n\n</think>", "assistant"))
@@ -62,7 +63,7 @@ def test_llm_backend_end_to_end(tiny_model_dir):
 
 @pytest.mark.slow
 def test_batched_matches_one_at_a_time_greedy(tiny_model_dir):
-    cfg = load_config(overrides=["filter.llm.max_new_tokens=12"])
+    cfg = load_config(overrides=["filter.llm.max_new_tokens=12", "filter.llm.max_answer_chars=300"])
     llm = LLMRewriter.load(tiny_model_dir, cfg.filter, device="cpu", dtype="float32")
     prompts = [llm.build_prompt(it.question, it.answer) for it in items(cfg, 3)]
     batched = llm.generate(prompts, batch_size=3)     # left-padded: prompts differ in length
@@ -76,7 +77,8 @@ def test_stage_with_llm_backend(project_dir, tiny_model_dir):
 
     cfg = load_config(overrides=["filter.backend=llm", f"models.base={tiny_model_dir}", "models.rewriter=null",
                                  "filter.sample_size=4", "filter.reserve_size=1", "filter.draw_slack=0",
-                                 "filter.llm.max_new_tokens=24", "filter.llm.retries=1"])
+                                 "filter.llm.max_new_tokens=16", "filter.llm.retries=1",
+                                 "filter.llm.max_answer_chars=300"])
     manifest = run_filter(cfg, input_file=FIXTURE, progress=False)
     out = project_dir / "2.filter"
     rows = read_jsonl(out / "rewritten.jsonl") + read_jsonl(out / "reserve.jsonl")
