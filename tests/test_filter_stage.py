@@ -105,6 +105,10 @@ def test_cli_exit_codes(project_dir, capsys):
     assert main([]) == 1                                                   # no curated.jsonl yet
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "curated.jsonl" in err[0] and "input file not found" in err[0]
+    assert main(["--input", str(FIXTURE), "--set", "filter.backend=llm", "--set", "models.base=/nonexistent/model",
+                 "--set", "models.rewriter=null"]) == 1                  # llm backend, no model folder
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "/nonexistent/model" in err[0] and "model folder not found" in err[0]
     assert main(["--input", str(FIXTURE), *sum((["--set", s] for s in SMALL), [])]) == 0
     assert (project_dir / "2.filter" / "manifest.json").is_file()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from healthai.config import PipelineConfig
 from healthai.filtering import filter_record
 from healthai.io import BadLine
-from healthai.rewriting import Item, LLMRewriter, Outcome, RewriteStats, rewrite_items
+from healthai.rewriting import Item, LLMRewriter, Outcome, RewriteStats, check_model_dir, rewrite_items
 from healthai.sampling import allocate, format_table, sample_stratified
 from healthai.stage import StageRun
 from healthai.triage import categorize, is_urgent, urgent_matches
@@ -94,6 +94,7 @@ def run_filter(cfg: PipelineConfig, force: bool = False, input_file: str | Path 
     inputs: list[Path] = [src]
     sections = ["filter"]
     if f.backend == "llm":
+        check_model_dir(rewriter_dir(cfg))  # a clear one-line error before anything else
         inputs.append(rewriter_dir(cfg) / "config.json")  # a different model folder redoes the stage
         sections += ["models", "site"]
     with StageRun("filter", cfg, inputs=inputs, config_sections=sections, output_subdir=OUT_SUBDIR,
