@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,64 @@ def test_two_submissions_of_one_stage_do_not_corrupt_outputs(slurm_cluster, tmp_
     assert not (out / ".lock").exists() and list(out.glob("*.tmp.*")) == []
     for info in infos:
         Path(info["StdOut"]).unlink(missing_ok=True)
+
+
+# -- kill drills: SIGKILL each data stage at several points, rerun, compare byte for byte ------
+DATA_STAGES = [  # (entry script, output folder), in pipeline order
+    ("1.Initial-curation/curate_dataset.py", "1.curation"),
+    ("2.Filter/filter_dataset.py", "2.filter"),
+    ("3.Merge/merge_dataset.py", "3.merge"),
+    ("4.Clinical-reasoning/build_clinical_dataset.py", "4.clinical"),
+]
+VOLATILE = {"manifest.json"}  # timings and host differ between runs; everything else must be identical
+
+
+def _stage_cmd(script: str) -> list[str]:
+    return [sys.executable, str(REPO / script), "--site", "ci"]
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in VOLATILE and not p.name.startswith(".")}
+
+
+@pytest.fixture(scope="module")
+def reference_project(tmp_path_factory):
+    """An uninterrupted run of the data stages, saved aside, with each stage's wall time.
+
+    Every run of the drill uses the same project path, since records name their source files.
+    """
+    base = tmp_path_factory.mktemp("drill")
+    project, saved = base / "project", base / "saved"
+    env = dict(os.environ, HEALTHAI_PROJECT_DIR=str(project))
+    seconds = {}
+    for script, folder in DATA_STAGES:
+        t0 = time.time()
+        done = subprocess.run(_stage_cmd(script), capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr
+        seconds[folder] = time.time() - t0
+    shutil.copytree(project, saved)
+    return project, saved, seconds
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, folder", DATA_STAGES, ids=[f for _, f in DATA_STAGES])
+def test_sigkill_at_several_points_then_rerun_is_byte_identical(reference_project, script, folder):
+    project, saved, seconds = reference_project
+    for fraction in (0.35, 0.8):
+        shutil.rmtree(project)
+        shutil.copytree(saved, project)
+        shutil.rmtree(project / folder)
+        env = dict(os.environ, HEALTHAI_PROJECT_DIR=str(project))
+        proc = subprocess.Popen(_stage_cmd(script), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(seconds[folder] * fraction)
+        proc.kill()
+        proc.wait()
+        out = project / folder
+        if not (out / "manifest.json").exists():
+            # killed mid-run: whatever carries a final name was renamed complete; no manifest claims it
+            for name, data in _outputs(out).items():
+                assert ".tmp." in name or data == (saved / folder / name).read_bytes(), name
+        rerun = subprocess.run(_stage_cmd(script), capture_output=True, text=True, env=env, timeout=600)
+        assert rerun.returncode == 0, rerun.stderr
+        assert _outputs(out) == _outputs(saved / folder), f"{folder} differs after a kill at {fraction:.0%}"

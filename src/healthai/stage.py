@@ -261,6 +261,6 @@ class StageRun:
             self._locked = False
 
     def _clean_stale_temp_files(self) -> None:
-        for tmp in self.out_dir.glob("*.tmp.*"):
-            self.log.info("removing leftover temp file %s (an earlier run was interrupted)", tmp.name)
+        for tmp in self.out_dir.rglob("*.tmp.*"):
+            self.log.info("removing leftover temp file %s (an earlier run was interrupted)", tmp)
             tmp.unlink(missing_ok=True)

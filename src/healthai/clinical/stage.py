@@ -14,7 +14,6 @@ import csv
 import json
 import io
 import logging
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -84,7 +83,6 @@ def build_clinical_dataset(cfg: PipelineConfig, force: bool = False) -> dict:
                   output_subdir=OUTPUT_SUBDIR, force=force) as run:
         if run.up_to_date:
             return run.previous
-        t0 = time.time()
         rejected = run.writer("rejected.jsonl")
 
         # 1. read + clean the catalogue
@@ -159,8 +157,7 @@ def build_clinical_dataset(cfg: PipelineConfig, force: bool = False) -> dict:
             "items": {t: {s: sum(1 for it in by_split[s] if it["meta"]["task_type"] == t) for s in SPLITS}
                       for t in TASK_TYPES},
             "leakage_removed": {t: leak_counts.get(t, 0) for t in TASK_TYPES},
-            "seconds": round(time.time() - t0, 2),
-        }
+        }  # wall time lives in manifest.json: outputs stay byte-identical across reruns
         stats_out = run.writer("stats.json")
         stats_out.write(json.dumps(stats, ensure_ascii=False, indent=2) + "\n")
         run.writer("dataset_card.md").write(dataset_card(stats, cfg))
