@@ -9,13 +9,59 @@ from healthai.config.loader import field
 
 @dataclass
 class EmbeddedModelConfig:
-    """Sizes of the tiny stand-in model and its domain-base training."""
+    """Sizes of the tiny stand-in model and its domain-base training (the local default base model)."""
 
+    corpus: str = "{project_dir}/1.curation/curated.jsonl"
+    """Curated stage-1 records whose assistant answers train the tokenizer and the domain base."""
+    fallback_corpus: str | None = "data/raw/icliniq_2k_chat.jsonl"
+    """Used (with a warning) when `corpus` does not exist yet: raw iCliniq answers; null = fail instead."""
     vocab_size: int = field(6000, min=512)
-    """Byte-level BPE vocabulary trained on the curated corpus (plus Qwen special tokens)."""
+    """Byte-level BPE vocabulary trained on the corpus, the 33 Qwen special tokens included."""
+    min_frequency: int = field(2, min=1)
+    """BPE: a pair must occur this often to be merged."""
     hidden_size: int = field(128, min=16)
     """Model width."""
+    intermediate_size: int = field(384, min=16)
+    """MLP width."""
     num_hidden_layers: int = field(4, min=1)
     """Layers: 3 linear-attention (Gated DeltaNet) per full-attention layer, as in Qwen3.5."""
+    full_attention_interval: int = field(4, min=1)
+    """Every N-th layer is full attention, the others Gated DeltaNet (Qwen3.5: 4)."""
+    num_attention_heads: int = field(4, min=1)
+    """Full-attention query heads."""
+    num_key_value_heads: int = field(2, min=1)
+    """Full-attention key/value heads (grouped-query attention, as Qwen3.5's 16/4)."""
+    head_dim: int = field(32, min=4)
+    """Full-attention head size."""
+    linear_num_key_heads: int = field(2, min=1)
+    """Gated DeltaNet key heads."""
+    linear_num_value_heads: int = field(4, min=1)
+    """Gated DeltaNet value heads (a multiple of the key heads)."""
+    linear_head_dim: int = field(32, min=4)
+    """Gated DeltaNet key and value head size."""
+    tie_word_embeddings: bool = True
+    """Share the input embedding and the output head (the vocabulary dominates a tiny model)."""
+    max_position_embeddings: int = field(4096, min=128)
+    """Longest sequence the model is configured for (tokens)."""
     seed: int = 1234
-    """Seed for tokenizer sampling and weight initialisation."""
+    """Seed for weight initialisation and the domain-training data order."""
+    domain_epochs: float = field(2.0, min=0.0)
+    """Domain-base training: passes over the answer corpus (full fine-tune, plain causal LM); 0 = random weights."""
+    domain_learning_rate: float = field(3e-3, min=0.0)
+    """Domain-base training: peak learning rate (AdamW, linear warm-up, cosine decay)."""
+    domain_batch_size: int = field(8, min=1)
+    """Domain-base training: blocks per optimizer step."""
+    domain_block_size: int = field(256, min=16)
+    """Domain-base training: tokens per block (answers joined by <|endoftext|>, cut into blocks: no padding)."""
+    domain_max_tokens: int = field(240_000, min=1000)
+    """Domain-base training: cap on corpus tokens per epoch (keeps build + training under ~3 min on 2 cores)."""
+    domain_warmup_ratio: float = field(0.05, min=0.0, max=0.5)
+    """Domain-base training: fraction of steps with linear learning-rate warm-up."""
+
+    def validate(self) -> None:
+        if self.linear_num_value_heads % self.linear_num_key_heads:
+            raise ValueError("linear_num_value_heads must be a multiple of linear_num_key_heads")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        if self.domain_block_size > self.max_position_embeddings:
+            raise ValueError("domain_block_size is larger than max_position_embeddings")
