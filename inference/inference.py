@@ -21,6 +21,7 @@ Examples:
 
 from __future__ import annotations
 
+import os
 import sys
 
 from healthai.cli import banner, run_cli, stage_parser
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         questions = [] if args.interactive else inf.resolve_prompts(cfg, args.prompt, args.prompts_file)
         banner(f"inference · {mode}", cfg, base=inf.base_path(cfg),
                adapter=inf.adapter_path(cfg) if mode == "ft" else "none (base model)",
-               prompts="interactive" if args.interactive else len(questions))
+               prompts="interactive" if args.interactive else len(questions),
+               visible_gpus=os.environ.get("CUDA_VISIBLE_DEVICES", "not set"))
         model, tokenizer = inf.load_for_inference(cfg, mode)
         if args.interactive:
             inf.interactive(model, tokenizer, cfg, mode)

@@ -295,9 +295,10 @@ def test_run_inference_inside_salloc_runs_as_gpu_step(slurm_cluster, tiny_models
     base, adapter = tiny_models
     env = slurm_env({"HEALTHAI_PROJECT_DIR": str(project_dir)})
     inner = (f"bash {RUN} base --set models.base={base} --set inference.max_new_tokens=6 "
-             f"--prompt 'Sore throat?' && echo step-gpu-check && srun --ntasks=1 printenv CUDA_VISIBLE_DEVICES")
+             f"--prompt 'Sore throat?'")
     out = subprocess.run(["salloc", "-p", "normal-a100-40", "--gpus=1", "-t", "00:05:00", "bash", "-c", inner],
                          capture_output=True, text=True, timeout=300, env=env, cwd=str(REPO_DIR / "inference"))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "running as a job step (srun" in out.stderr
+    assert "visible_gpus: 0" in out.stdout          # the step got the allocated (fake) GPU
     assert "--- [base] prompt 1/1 ---" in out.stdout and "Q: Sore throat?" in out.stdout
