@@ -398,6 +398,12 @@ def load_train_fn(spec: str) -> TrainFn:
     return fn
 
 
+TRIAL_FINETUNE = {"compare_prompts": 0, "merge": False, "tensorboard": False, "mlflow": False,
+                  "early_stopping_patience": 0, "checkpoint_steps": 0}
+"""Finetune settings a trial overrides: no before/after generation, merged export, loggers or early
+stopping (the pruner decides when a trial stops; early stopping would blur the step counts)."""
+
+
 def call_train_fn(train_fn: TrainFn, cfg: PipelineConfig, train_path: Path, val_path: Path, trial_dir: Path,
                   hparams: dict, callback: PruningReporter, seed: int) -> dict:
     """Call the trainer with this trial's budget, passing each setting the way its signature takes it.
@@ -420,9 +426,14 @@ def call_train_fn(train_fn: TrainFn, cfg: PipelineConfig, train_path: Path, val_
     hparams = dict(hparams)
     if "epochs" not in kwargs:
         hparams.setdefault("epochs", cfg.hpo.epochs_per_trial)
+    cfg = copy.deepcopy(cfg)
+    for key, value in TRIAL_FINETUNE.items():  # a trial is a measurement, not a deliverable
+        if hasattr(cfg.finetune, key):
+            setattr(cfg.finetune, key, value)
     if "seed" not in kwargs:
-        cfg = copy.deepcopy(cfg)
         cfg.project.seed = seed
+        if hasattr(cfg.finetune, "seed"):
+            cfg.finetune.seed = seed
     for missing in ("eval_steps", "max_steps"):
         if missing not in kwargs:
             log.warning("%s takes no '%s': hpo.%s is not applied", getattr(train_fn, "__name__", "train_fn"),
