@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"
         + (f", {torch.cuda.get_device_name(0)}" if model.device.type == "cuda" else ""),
-        "torch": torch.__version__, "model": source, "params": params, "device": str(model.device),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2), "torch": torch.__version__, "model": source, "params": params, "device": str(model.device),
         "dtype": str(model.dtype).replace("torch.", ""), "prompts": len(qs),
         "max_new_tokens": args.max_new_tokens, "runs": runs, "batched_speedup": round(ratio, 2),
         "target_speedup": 3.0, "interactive_first_token_s": {"median": round(statistics.median(firsts), 4),
