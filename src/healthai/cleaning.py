@@ -24,6 +24,7 @@ from functools import lru_cache
 import ftfy
 
 from healthai.config.curation import CurationConfig
+from healthai.textmatch import Matcher, folded
 
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]{0,300})?/?>")
 _BR = re.compile(r"<\s*(?:br|/p|p)\s*/?>", re.I)
@@ -35,11 +36,20 @@ _ABBREVIATIONS = {"dr", "mr", "mrs", "ms", "prof", "st", "e.g", "i.e", "vs", "et
                   "jr", "mg", "ml", "tab", "cap", "inj", "syp", "hr", "hrs", "min", "max", "nos", "resp", "dept"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
+_LAST_TOKEN = re.compile(r"([A-Za-z.]+)\.$")
+_CLAUSE_END = re.compile(r"(?<=[,;])\s+")
+_FINAL_PUNCT = re.compile(r"[.!?]$")
+_LEADING_JUNK = re.compile(r"^[\s,.;:!?)\-–—]+")
+_TRAILING_JUNK = re.compile(r"([.!?])[\s\-–—]+$")
 
 
 @dataclass(frozen=True)
 class Rules:
-    """Compiled phrase rules of one config (compile once, apply to 100k records)."""
+    """Compiled phrase rules of one config (compile once, apply to 100k records).
+
+    The `Matcher`s wrap the same patterns with a literal pre-check (`healthai.textmatch`):
+    a pattern only runs on a text that holds the words every match needs.
+    """
 
     artifacts: tuple[tuple[re.Pattern, str], ...]
     inline: tuple[re.Pattern, ...]
@@ -50,6 +60,11 @@ class Rules:
     residue: tuple[re.Pattern, ...]
     repeat: re.Pattern
     max_repeat: int
+    artifacts_m: tuple[tuple[Matcher, str], ...] = ()
+    inline_m: tuple[Matcher, ...] = ()
+    token_m: Matcher | None = None
+    drop_m: tuple[Matcher, ...] = ()
+    residue_m: tuple[Matcher, ...] = ()
 
 
 def compile_rules(cfg: CurationConfig) -> Rules:
@@ -61,16 +76,26 @@ def compile_rules(cfg: CurationConfig) -> Rules:
 @lru_cache(maxsize=8)
 def _compile(artifacts, inline, greeting, token, clause_min_words, drop, residue, max_repeat) -> Rules:
     flags = re.IGNORECASE
+    compiled_artifacts = tuple((re.compile(p), r) for p, r in artifacts)
+    compiled_inline = tuple(re.compile(p, flags) for p in inline)
+    compiled_token = re.compile(token, flags)
+    compiled_drop = tuple(re.compile(p, flags) for p in drop)
+    compiled_residue = tuple(re.compile(p, flags) for p in residue)
     return Rules(
-        artifacts=tuple((re.compile(p), r) for p, r in artifacts),
-        inline=tuple(re.compile(p, flags) for p in inline),
+        artifacts=compiled_artifacts,
+        inline=compiled_inline,
         greeting=re.compile(greeting, flags),
-        token=re.compile(token, flags),
+        token=compiled_token,
         clause_min_words=clause_min_words,
-        drop=tuple(re.compile(p, flags) for p in drop),
-        residue=tuple(re.compile(p, flags) for p in residue),
+        drop=compiled_drop,
+        residue=compiled_residue,
         repeat=re.compile(r"([!?,;:])(?:\s*\1){%d,}" % max_repeat),
         max_repeat=max_repeat,
+        artifacts_m=tuple((Matcher(p), r) for p, r in compiled_artifacts),
+        inline_m=tuple(Matcher(p) for p in compiled_inline),
+        token_m=Matcher(compiled_token),
+        drop_m=tuple(Matcher(p) for p in compiled_drop),
+        residue_m=tuple(Matcher(p) for p in compiled_residue),
     )
 
 
@@ -127,7 +152,7 @@ def split_sentences(text: str) -> list[str]:
         chunk = text[start:match.start()]
         if not chunk.strip():
             continue
-        word = re.search(r"([A-Za-z.]+)\.$", chunk)
+        word = _LAST_TOKEN.search(chunk)
         nxt = text[match.end():match.end() + 1]
         if word and "\n" not in match.group(0) and (
                 word.group(1).lower().rstrip(".") in _ABBREVIATIONS and nxt[:1].isalnum()
@@ -157,7 +182,26 @@ def strip_greeting(text: str, rules: Rules) -> str:
 
 
 def is_boilerplate_sentence(sentence: str, rules: Rules) -> bool:
-    return bool(rules.token.search(sentence)) or any(p.search(sentence) for p in rules.drop)
+    lowered = folded(sentence)
+    return bool(rules.token_m.search(sentence, lowered)) or _matches_drop(sentence, lowered, rules)
+
+
+def _matches_drop(text: str, lowered: str | None, rules: Rules) -> bool:
+    for matcher in rules.drop_m:
+        if matcher.search(text, lowered):
+            return True
+    return False
+
+
+def _substitute(pairs: tuple[tuple[Matcher, str], ...], text: str) -> str:
+    """Apply `pattern.sub(replacement)` in order, skipping patterns that cannot match."""
+    lowered = folded(text)
+    for matcher, replacement in pairs:
+        if matcher.possible(lowered):
+            new = matcher.pattern.sub(replacement, text)
+            if new != text:
+                text, lowered = new, folded(new)
+    return text
 
 
 def drop_boilerplate(sentence: str, rules: Rules) -> str:
@@ -167,23 +211,21 @@ def drop_boilerplate(sentence: str, rules: Rules) -> str:
     """
     if not is_boilerplate_sentence(sentence, rules):
         return sentence
-    if rules.token.search(sentence) or len(sentence.split()) < rules.clause_min_words:
+    if rules.token_m.search(sentence) or len(sentence.split()) < rules.clause_min_words:
         return ""
-    clauses = re.split(r"(?<=[,;])\s+", sentence)
-    kept = [c for c in clauses if not any(p.search(c) for p in rules.drop)]
+    clauses = _CLAUSE_END.split(sentence)
+    kept = [c for c in clauses if not _matches_drop(c, folded(c), rules)]
     if not kept or sum(len(c.split()) for c in kept) < 4:
         return ""
     text = " ".join(kept).rstrip(" ,;")
-    return text if re.search(r"[.!?]$", text) else text + "."
+    return text if _FINAL_PUNCT.search(text) else text + "."
 
 
 def remove_boilerplate(text: str, cfg: CurationConfig, rules: Rules | None = None) -> str:
     """Drop greetings, sign-offs and ChatDoctor-token sentences from an answer; tidy what is left."""
     rules = rules or compile_rules(cfg)
-    for pattern, replacement in rules.artifacts:
-        text = pattern.sub(replacement, text)
-    for pattern in rules.inline:
-        text = pattern.sub(" ", text)
+    text = _substitute(rules.artifacts_m, text)
+    text = _substitute(tuple((m, " ") for m in rules.inline_m), text)
     text = strip_greeting(normalize_whitespace(text), rules)
     paragraphs = []
     for paragraph in text.split("\n"):
@@ -192,8 +234,8 @@ def remove_boilerplate(text: str, cfg: CurationConfig, rules: Rules | None = Non
             kept[0] = strip_greeting(kept[0], rules)
             paragraphs.append(join_sentences(kept))
     text = "\n".join(p for p in paragraphs if p.strip())
-    text = re.sub(r"^[\s,.;:!?)\-–—]+", "", text)
-    text = re.sub(r"([.!?])[\s\-–—]+$", r"\1", text)
+    text = _LEADING_JUNK.sub("", text)
+    text = _TRAILING_JUNK.sub(r"\1", text)
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", normalize_whitespace(text))
     if text[:1].islower():
         text = text[0].upper() + text[1:]
@@ -202,7 +244,8 @@ def remove_boilerplate(text: str, cfg: CurationConfig, rules: Rules | None = Non
 
 def residual_boilerplate(text: str, rules: Rules) -> list[str]:
     """The residue patterns an answer still matches (empty list: clean)."""
-    return [p.pattern for p in rules.residue if p.search(text)]
+    lowered = folded(text)
+    return [m.pattern.pattern for m in rules.residue_m if m.search(text, lowered)]
 
 
 # -- small helpers used by the filters ------------------------------------------------------

@@ -28,12 +28,15 @@ _NON_LATIN = re.compile(r"[^\x00-\u024f\u2000-\u206f]")
 
 
 def stopword_share(text: str) -> float:
-    tokens = [t.lower() for t in _WORD.findall(text)]
+    if text.isascii():  # lower-casing ASCII maps A-Z to a-z only: the same tokens, one call
+        tokens = _WORD.findall(text.lower())
+    else:
+        tokens = [t.lower() for t in _WORD.findall(text)]
     if not tokens:
         return 0.0
     if not text.isascii() and len(_NON_LATIN.findall(text)) > 0.2 * len(text):  # mostly non-Latin script
         return 0.0
-    return sum(t in STOPWORDS for t in tokens) / len(tokens)
+    return sum(map(STOPWORDS.__contains__, tokens)) / len(tokens)
 
 
 def detect_language(text: str, seed: int = 0) -> tuple[str, float]:

@@ -18,6 +18,7 @@ from functools import lru_cache
 
 from healthai.config.curation import CurationConfig
 from healthai.language import STOPWORDS
+from healthai.textmatch import Matcher, folded
 
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 URL = re.compile(
@@ -35,6 +36,8 @@ ID_LABEL = re.compile(
     r"aadhaa?r(?:\s+(?:no|number))?|ssn|social\s+security\s+(?:no|number)|passport\s*(?:no|number)?|"
     r"insurance\s+(?:id|no|number)|policy\s+(?:no|number)|case\s+(?:no|number))\b[\s.:#-]*(?:is\s+)?"
     r"(?=[A-Z0-9-]*\d)([A-Z0-9][A-Z0-9-]{3,})", re.I)
+_EMAIL_M, _URL_M, _ID_M = Matcher(EMAIL), Matcher(URL), Matcher(ID_LABEL)
+_DIGIT = re.compile(r"\d")
 _NAME_TOKEN = re.compile(r"\s*(?:([A-Z][a-z]+(?:['’-][A-Za-z]+)?)|([A-Z])\.)")
 _ANY_TOKEN = re.compile(r"\s*([A-Za-z][a-z]+(?:['’-][A-Za-z]+)?)")
 
@@ -49,23 +52,25 @@ class Span:
 
 @dataclass(frozen=True)
 class _Rules:
-    triggers: tuple[re.Pattern, ...]
+    triggers: tuple[Matcher, ...]
     loose: tuple[bool, ...]
     not_names: frozenset
 
 
 @lru_cache(maxsize=8)
 def _rules(triggers: tuple[str, ...], intro: tuple[str, ...], not_names: tuple[str, ...]) -> _Rules:
-    compiled = tuple(re.compile(t, re.I) for t in triggers + intro)
+    compiled = tuple(Matcher(re.compile(t, re.I)) for t in triggers + intro)
     # After "my name is" a lower-case name still counts.
     loose = (False,) * len(triggers) + (True,) * len(intro)
     return _Rules(compiled, loose, frozenset(w.lower() for w in not_names) | STOPWORDS)
 
 
-def _name_spans(text: str, rules: _Rules) -> list[Span]:
+def _name_spans(text: str, rules: _Rules, lowered: str | None) -> list[Span]:
     spans = []
     for trigger, loose in zip(rules.triggers, rules.loose):
-        for match in trigger.finditer(text):
+        if not trigger.possible(lowered):
+            continue
+        for match in trigger.pattern.finditer(text):
             pos = match.end()
             start = end = None
             for _ in range(3):  # up to three name tokens: "Anna Maria Lopez", "A. Sharma"
@@ -109,11 +114,17 @@ def _phone_spans(text: str) -> list[Span]:
 def find_pii(text: str, cfg: CurationConfig) -> list[Span]:
     """Non-overlapping spans of personal data, earliest and longest first."""
     rules = _rules(tuple(cfg.pii_name_triggers), tuple(cfg.pii_name_intro_triggers), tuple(cfg.pii_not_names))
-    spans = [Span("EMAIL", m.start(), m.end(), m.group(0)) for m in EMAIL.finditer(text)]
-    spans += [Span("URL", m.start(), m.end(), m.group(0).rstrip(".,;:")) for m in URL.finditer(text)]
-    spans += [Span("ID", m.start(1), m.end(1), m.group(1)) for m in ID_LABEL.finditer(text)]
-    spans += _phone_spans(text)
-    spans += _name_spans(text, rules)
+    lowered = folded(text)  # the literal pre-checks (textmatch) skip patterns that cannot match
+    spans = []
+    if _EMAIL_M.possible(lowered):
+        spans += [Span("EMAIL", m.start(), m.end(), m.group(0)) for m in EMAIL.finditer(text)]
+    if _URL_M.possible(lowered):
+        spans += [Span("URL", m.start(), m.end(), m.group(0).rstrip(".,;:")) for m in URL.finditer(text)]
+    if _DIGIT.search(text):  # record numbers and phone numbers hold digits
+        if _ID_M.possible(lowered):
+            spans += [Span("ID", m.start(1), m.end(1), m.group(1)) for m in ID_LABEL.finditer(text)]
+        spans += _phone_spans(text)
+    spans += _name_spans(text, rules, lowered)
     spans = [Span(s.kind, s.start, s.start + len(s.text), s.text) if s.kind == "URL" else s for s in spans]
     chosen: list[Span] = []
     for span in sorted(spans, key=lambda s: (s.start, -(s.end - s.start))):
