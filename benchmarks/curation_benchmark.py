@@ -1,14 +1,22 @@
 """Stage 1 at scale: 100k records built from the real samples, with known injected near-duplicates.
 
-Corpus: the bundled real records (iCliniq, HealthCareMagic, GenMedGPT-5k), each copy given
-controlled perturbations so that copies are distinct (a sentence from another record
-appended, a few words swapped for synonyms), plus INJECTED near-duplicates: a copy of an
-earlier corpus record with 1-3 word edits and case/punctuation noise (truth: its source).
+Corpus: the bundled real records (iCliniq, HealthCareMagic, GenMedGPT-5k) once each, NEW records
+built from three real records each (about a third of the sentences of each question; 4-8 sentences
+of their answers, shuffled, a few words swapped for synonyms), and INJECTED near-duplicates: a copy
+of an earlier corpus record with 1-3 word edits and case/punctuation noise (truth: its source).
+
+The truth must agree with the stage's definition of a near-duplicate (exact Jaccard of the word
+3-gram shingle sets of the normalised question+answer >= curation.near_dup_threshold): a new record
+is rebuilt until it stays DISTINCT_MARGIN below the threshold against every record built on the
+same real record (the pairs that share the most text by construction), so records the truth calls
+distinct really are. (The first version reused each real question whole about 12 times; two such
+records were genuine near-duplicates missing from the truth, which cost 0.18 of precision.)
+
 Reports records/s and peak RSS of the full stage (subprocess, `curate_dataset.py`) and
 near-duplicate precision/recall against the injected truth, next to a straightforward
 pandas exact-only baseline (drop_duplicates on the lower-cased text) in the same run.
 
-    python benchmarks/curation_benchmark.py [--records 100000] [--dup-share 0.1]
+    python benchmarks/curation_benchmark.py [--records 100000] [--dup-share 0.1] [--build-only]
 Writes benchmarks/results/curation_benchmark.json.
 """
 
@@ -23,15 +31,23 @@ import re
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psutil
+
+from healthai.config.curation import CurationConfig
+from healthai.dedup import jaccard, normalize, shingle_hashes
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = REPO / "data" / "raw"
 SYNONYMS = {"pain": "ache", "doctor": "physician", "take": "use", "tablet": "pill", "severe": "serious",
             "days": "days'", "also": "as well", "please": "kindly", "problem": "issue", "advise": "suggest"}
+DISTINCT_MARGIN = 0.2
+"""New records built on the same real record must stay this far below the near-duplicate threshold on the raw
+text (exact shingle Jaccard), so that cleaning (which removes greetings and sign-offs) cannot make them near-duplicates."""
 
 
 def real_pairs() -> list[tuple[str, str, str]]:
@@ -48,16 +64,42 @@ def real_pairs() -> list[tuple[str, str, str]]:
     return out
 
 
-def perturb_copy(q: str, a: str, donors: list[str], rng: random.Random, tag: int) -> tuple[str, str]:
-    """A distinct new record (controlled perturbation): the real question with a sentence of another question,
-    and an answer whose sentences are drawn from this and two other real answers, shuffled, synonyms swapped."""
-    pool = [s for text in [a, *donors] for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) > 3]
+def pieces(text: str, max_words: int = 20) -> list[str]:
+    """Sentences of a text, a sentence longer than `max_words` cut into chunks of at most that many words."""
+    out = []
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        words = sentence.split()
+        out += [" ".join(words[i:i + max_words]) for i in range(0, len(words), max_words)]
+    return [p for p in out if p]
+
+
+def perturb_copy(questions: list[str], answers: list[str], rng: random.Random) -> tuple[str, str]:
+    """A new, genuinely distinct record built from three real records (the first is its "main" one).
+
+    Question: about a third of the pieces (sentences, long ones cut to 20 words) of each of the three
+    real questions, in order. Answer: 4-8 sentences drawn from the three real answers, shuffled, a few
+    words swapped for synonyms. No real record contributes a whole question or answer, so two new
+    records built on the same real record share only a few pieces (checked by `distinct_check`):
+    they are not near-duplicates by the stage's definition, and the truth need not list them.
+    """
+    q_parts = []
+    for q in questions:
+        qp = pieces(q)
+        keep = sorted(rng.sample(range(len(qp)), max(1, round(len(qp) / 3))))
+        q_parts += [qp[i] for i in keep]
+    pool = [s for text in answers for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) > 3]
     rng.shuffle(pool)
     words = " ".join(pool[:rng.randint(4, 8)]).split()
     for i in rng.sample(range(len(words)), min(len(words), 6)):
         words[i] = SYNONYMS.get(words[i].lower(), words[i])
-    q_extra = rng.choice(re.split(r"(?<=[.!?])\s+", donors[0]))
-    return f"{q} Also, {q_extra}", " ".join(words)
+    return " ".join(q_parts), " ".join(words)
+
+
+def shingles(question: str, answer: str, k: int) -> np.ndarray:
+    """The stage's near-duplicate view of a raw pair: word k-gram hashes of the normalised question+answer."""
+    tokens = normalize(f"{question}\n{answer}").split()
+    return shingle_hashes(np.fromiter((zlib.crc32(t.encode()) for t in tokens), dtype=np.uint64,
+                                      count=len(tokens)), k)
 
 
 def near_edit(q: str, a: str, rng: random.Random) -> tuple[str, str]:
@@ -68,26 +110,52 @@ def near_edit(q: str, a: str, rng: random.Random) -> tuple[str, str]:
     return q.upper() if rng.random() < 0.3 else q + "!!", " ".join(words)
 
 
-def build(n: int, dup_share: float, seed: int, path: Path) -> dict[int, int]:
-    """Write the corpus; returns {line: cluster} (an injected copy shares its source's cluster)."""
+def build(n: int, dup_share: float, seed: int, path: Path) -> tuple[dict[int, int], dict]:
+    """Write the corpus; returns ({line: cluster}, corpus facts). An injected copy shares its source's cluster;
+    every other record is its own cluster: the real ones, and new ones that stay below the near-duplicate
+    threshold minus DISTINCT_MARGIN (exact shingle Jaccard) against every record built on the same real record."""
     rng = random.Random(seed)
+    ccfg = CurationConfig()
+    k, threshold = ccfg.shingle_size, ccfg.near_dup_threshold
+    limit = threshold - DISTINCT_MARGIN
     pairs = real_pairs()
-    answers = [p[2] for p in pairs]
     n_dup = int(n * dup_share)
     n_base = n - n_dup
-    base = []
+    base: list[tuple[str, str, str]] = []
+    sets: list[np.ndarray] = []
+    by_main: dict[int, list[int]] = {}
+    regenerated = 0
     for i in range(n_base):
-        src, q, a = pairs[i % len(pairs)]
+        m = i % len(pairs)
+        earlier = by_main.setdefault(m, [])
+        record = pairs[m]
         if i >= len(pairs):
-            q, a = perturb_copy(q, a, [answers[rng.randrange(len(answers))] for _ in range(2)], rng, i)
-        base.append((src, q, a))
+            for attempt in range(50):
+                donors = [m, rng.randrange(len(pairs)), rng.randrange(len(pairs))]
+                record = (pairs[m][0], *perturb_copy([pairs[d][1] for d in donors], [pairs[d][2] for d in donors],
+                                                     rng))
+                shingled = shingles(record[1], record[2], k)
+                # The pairs that share the most text by construction: records built on the same real record.
+                if all(jaccard(shingled, sets[j]) < limit for j in earlier):
+                    break
+                regenerated += 1
+            else:
+                raise SystemExit(f"could not build a record distinct from those built on real record {m}")
+        else:
+            shingled = shingles(record[1], record[2], k)
+        base.append(record)
+        sets.append(shingled)
+        earlier.append(i)
     truth: dict[int, int] = {}
     records = list(base)
+    below = 0
     for j in range(n_dup):
-        k = rng.randrange(n_base)
-        src, q, a = base[k]
-        records.append((src, *near_edit(q, a, rng)))
-        truth[n_base + j] = k
+        src_k = rng.randrange(n_base)
+        src, q, a = base[src_k]
+        copy = (src, *near_edit(q, a, rng))
+        below += jaccard(sets[src_k], shingles(copy[1], copy[2], k)) < threshold
+        records.append(copy)
+        truth[n_base + j] = src_k
     order = list(range(n))
     rng.shuffle(order)
     pos = {old: new for new, old in enumerate(order)}
@@ -97,7 +165,10 @@ def build(n: int, dup_share: float, seed: int, path: Path) -> dict[int, int]:
             fh.write(json.dumps({"instruction": src, "input": q, "output": a}, ensure_ascii=False) + "\n")
     cluster = {pos[i] + 1: i for i in range(n_base)}
     cluster.update({pos[d] + 1: s for d, s in truth.items()})
-    return cluster
+    facts = {"real": min(n_base, len(pairs)), "new": max(0, n_base - len(pairs)), "injected": n_dup,
+             "distinct_check_limit": round(limit, 2), "regenerated": regenerated,
+             "injected_below_threshold_raw": int(below)}
+    return cluster, facts
 
 
 def run_stage(corpus: Path, project: Path) -> tuple[float, float, dict]:
@@ -139,11 +210,15 @@ def main() -> int:
     ap.add_argument("--dup-share", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--work", default=str(REPO / "benchmarks" / "out" / "curation"))
+    ap.add_argument("--build-only", action="store_true", help="write the corpus and its facts, run nothing")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     corpus = work / "corpus.jsonl"
-    truth = build(args.records, args.dup_share, args.seed, corpus)
+    truth, facts = build(args.records, args.dup_share, args.seed, corpus)
+    if args.build_only:
+        print(json.dumps(facts, indent=2))
+        return 0
 
     # Baseline: pandas exact-only duplicates on the lower-cased question+answer.
     t0 = time.time()
@@ -176,7 +251,8 @@ def main() -> int:
              "duplicates_removed": stats["duplicates_removed"], "low_quality_removed": stats["low_quality_removed"],
              "dedup_internal": stats.get("dedup"), **score(pred, truth, present)}
     result = {"date": "2026-11-27", "machine": f"2-core CPU box ({platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} cpus visible)", "records": args.records, "injected_near_duplicates": int(args.records * args.dup_share), "stage": stage, "pandas_exact_baseline": baseline}
+              f"{os.cpu_count()} cpus visible)", "records": args.records, "injected_near_duplicates": int(args.records * args.dup_share),
+              "corpus": facts, "stage": stage, "pandas_exact_baseline": baseline}
     out = REPO / "benchmarks" / "results" / "curation_benchmark.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
