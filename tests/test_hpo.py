@@ -318,3 +318,51 @@ def test_job_array_of_two_workers_ends_with_exactly_n_trials(slurm_cluster, proj
     finally:
         for t in tasks:
             Path(t["StdOut"]).unlink(missing_ok=True)
+
+
+# -- pruning inside a real transformers Trainer on the embedded tiny model ----------------------------
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    """The embedded tiny Qwen3.5-architecture model (random weights), built by healthai.modeling."""
+    from healthai import modeling
+
+    return modeling.build_embedded_model(tmp_path_factory.mktemp("hpo-base") / "model")
+
+
+@pytest.mark.slow
+def test_pruning_callback_really_stops_a_transformers_trainer(tiny_base, tmp_path):
+    # The callback contract with the real Trainer event loop: on_evaluate -> trial.report -> raise
+    # TrialPruned, which ends Trainer.train() early. Trial 0 learns (lr 5e-3); trial 1 barely moves
+    # (lr 1e-7) and is worse than the median at its first evaluation, so it stops at step 2 of 8.
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+
+    from healthai import modeling
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    texts = modeling.read_answers(REPO_DIR / "data" / "raw" / "icliniq_2k_chat.jsonl")[:80]
+    blocks = [ids for ids in (tok(t, truncation=True, max_length=32)["input_ids"] for t in texts) if len(ids) == 32]
+    data = [{"input_ids": ids, "labels": ids} for ids in blocks]
+    study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    runs = []
+    for lr in (5e-3, 1e-7):
+        trial = study.ask()
+        callback = hpo.make_pruning_callback(trial)
+        assert isinstance(callback, TrainerCallback)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_base)
+        args = TrainingArguments(output_dir=str(tmp_path / f"t{trial.number}"), max_steps=8, eval_strategy="steps",
+                                 eval_steps=2, learning_rate=lr, per_device_train_batch_size=2,
+                                 per_device_eval_batch_size=4, use_cpu=True, report_to=[], save_strategy="no",
+                                 disable_tqdm=True)
+        trainer = Trainer(model=model, args=args, train_dataset=data[:16], eval_dataset=data[16:20],
+                          callbacks=[callback])
+        try:
+            trainer.train()
+            study.tell(trial, callback.reports[-1][1])
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+        runs.append((trainer.state.global_step, callback.steps, [s for s, _ in callback.reports]))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert runs[0] == (8, 8, [2, 4, 6, 8])
+    assert runs[1] == (2, 2, [2])  # fewer steps recorded than the unpruned trial
