@@ -510,11 +510,13 @@ def run_worker(cfg: PipelineConfig, train_path: Path, val_path: Path, train_fn: 
             result = run_trial(trial, cfg, train_fn, train_path, val_path,
                                path.parent / "trials" / f"trial-{trial.number:04d}")
         except BaseException as exc:  # an error, Ctrl-C, the time-limit signal: the trial will not finish
-            reason = "interrupted: time limit near, job requeued" if isinstance(exc, Interrupted) else \
+            # the trainer catches SIGUSR1 itself while it trains and raises its TrainingInterrupted after
+            time_limit = isinstance(exc, Interrupted) or type(exc).__name__ == "TrainingInterrupted"
+            reason = "interrupted: time limit near, job requeued" if time_limit else \
                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             _finish(study, trial, TrialState.FAIL, None, {"fail_reason": reason[:300]})
             log.warning("trial %d failed (%s)", trial.number, reason)
-            if isinstance(exc, Interrupted):
+            if time_limit:
                 summary.interrupted = True
                 break
             raise
