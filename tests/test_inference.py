@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -300,5 +301,6 @@ def test_run_inference_inside_salloc_runs_as_gpu_step(slurm_cluster, tiny_models
                          capture_output=True, text=True, timeout=300, env=env, cwd=str(REPO_DIR / "inference"))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "running as a job step (srun" in out.stderr
-    assert "visible_gpus: 0" in out.stdout          # the step got the allocated (fake) GPU
+    # the step got the allocated (fake) GPU; its index depends on what other jobs hold (no cgroups here)
+    assert re.search(r"visible_gpus: \d", out.stdout), out.stdout[-2000:]
     assert "--- [base] prompt 1/1 ---" in out.stdout and "Q: Sore throat?" in out.stdout
