@@ -95,11 +95,10 @@ def attach_adapter(model, cfg: PipelineConfig):
     check_adapter(path)
     t0 = time.perf_counter()
     model = PeftModel.from_pretrained(model, str(path), is_trainable=False)
-    from healthai.urgent_rule import TOKEN_ROWS_FILE, apply_token_rows
+    from healthai.training import TOKEN_ROWS, apply_token_rows
 
-    rows = apply_token_rows(model, path / TOKEN_ROWS_FILE)  # finetune.train_format_rows: trained format-token rows
-    if rows:
-        log.info("%d trained format-token embedding rows put on the base (%s)", rows, TOKEN_ROWS_FILE)
+    if apply_token_rows(model, path):  # finetune.train_format_rows: trained format-token embedding rows
+        log.info("trained format-token embedding rows put on the base (%s)", TOKEN_ROWS)
     model.eval()
     log.info("adapter %s loaded in %.2f s", path, time.perf_counter() - t0)
     return model

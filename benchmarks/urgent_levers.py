@@ -1,0 +1,162 @@
+"""Which lever teaches the embedded model the urgent rule? LoRA fine-tunes with each lever, scored on VAL.
+
+Every variant fine-tunes the same embedded base on `3.merge/train.jsonl` with the pipeline's
+trainer (`healthai.training.train_lora`, the lever switches of the finetune section) and answers
+`3.merge/val.jsonl` (never test) greedily; the baseline in the same run is plain LoRA (all
+levers off). Reported per variant: closing-sentence rate, urgent recall, over-triage, mean
+P(first token = "Seek") on urgent vs non-urgent prompts, training seconds. Writes
+benchmarks/results/urgent_levers.json and urgent_levers.png (recall vs over-triage, the
+trade-off curve). The chosen recipe goes into the finetune defaults and is then measured
+once on test by the evaluation report (docs/TRIAGE.md).
+
+    HEALTHAI_PROJECT_DIR=/tmp/proj .venv/bin/python benchmarks/urgent_levers.py \\
+        --variant plain --variant rows:train_format_rows=true --variant rows+w5:train_format_rows=true,first_token_weight=5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "urgent_levers.json"
+
+DEFAULT_VARIANTS = [
+    "plain",
+    "oversample3:urgent_oversample=3",
+    "weight5:first_token_weight=5",
+    "rows:train_format_rows=true",
+    "rows+oversample3:train_format_rows=true,urgent_oversample=3",
+    "rows+weight5:train_format_rows=true,first_token_weight=5",
+    "all:train_format_rows=true,first_token_weight=5,urgent_oversample=3",
+]
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """'name:key=v,key=v' -> (name, ['finetune.key=v', ...]); keys may name another section ('embedded.x=1')."""
+    name, _, rest = text.partition(":")
+    sets = []
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        sets.append(f"{key if '.' in key else 'finetune.' + key}={value}")
+    return name, sets
+
+
+def read_split(folder: Path, split: str) -> tuple[list[dict], list[bool]]:
+    from healthai.io import read_jsonl
+
+    rows = read_jsonl(folder / f"{split}.jsonl")
+    meta = read_jsonl(folder / f"{split}.meta.jsonl")
+    return rows, [bool(m["is_urgent"]) for m in meta]
+
+
+def train_variant(cfg, folder: Path, out_dir: Path, args) -> tuple[object, object, dict]:
+    """LoRA SFT through the pipeline's one trainer (`healthai.training.train_lora`, levers from
+    cfg.finetune), then the base + adapter (+ trained format-token rows) loaded as inference does."""
+    from healthai.inference import attach_adapter, load_base
+    from healthai.training import train_lora
+
+    metrics = train_lora(cfg, folder / "train.jsonl", folder / "val.jsonl", out_dir, epochs=args.epochs,
+                         seed=args.seed, save=True, resume=False)
+    from healthai.config import load_config
+
+    icfg = load_config(overrides=args.overrides + [f"models.adapter={out_dir / 'adapter'}"])
+    model, tokenizer = load_base(icfg)
+    model = attach_adapter(model, icfg)
+    keep = ("train_seconds", "train_steps", "eval_loss", "train_loss", "tokens_per_s", "trainable_params")
+    return model, tokenizer, {k: metrics.get(k) for k in keep}
+
+
+def score_variant(model, tokenizer, cfg, rows: list[dict], flags: list[bool]) -> dict:
+    """Greedy answers on the split: closing rate, recall, over-triage (Wilson CIs), P("Seek") by class."""
+    from healthai import evaluation as ev
+    from healthai.inference import generate_answers, next_token_probabilities
+
+    questions = [next(m["content"] for m in r["messages"] if m["role"] == "user") for r in rows]
+    gens = generate_answers(model, tokenizer, questions, cfg)
+    seek = cfg.filter.urgent_prefix.split()[0]
+    probs = [p[seek] for p in next_token_probabilities(model, tokenizer, questions, cfg, [seek])]
+    scored = [ev.score_answer({"question": q, "answer": g.answer, "is_urgent": u}, cfg.filter)
+              for q, g, u in zip(questions, gens, flags)]
+    s = ev.summarize(scored)
+    first = ev.first_token_summary(probs, flags)
+    return {"closing_rate": s["closing_rate"], "urgent_recall": s["urgent_recall"], "over_triage": s["over_triage"],
+            "confusion": s["confusion"], "p_seek_urgent": first["urgent_mean"], "p_seek_non_urgent": first["non_urgent_mean"],
+            "sample_answers": [g.answer for g in gens[:2]]}
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for r in results:
+        x, y = r["val"]["over_triage"]["rate"], r["val"]["urgent_recall"]["rate"]
+        ax.scatter([x], [y], s=40)
+        ax.annotate(f"{r['name']} ({r['train_seconds']:.0f} s)", (x, y), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")
+    ax.axhline(0.85, ls="--", lw=0.8, color="green")
+    ax.axvline(0.10, ls="--", lw=0.8, color="green")
+    ax.text(0.11, 0.87, "target: recall >= 0.85, over-triage <= 0.10", fontsize=7, color="green")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlabel("over-triage on val (prefix on non-urgent)")
+    ax.set_ylabel("urgent recall on val (prefix on urgent)")
+    ax.set_title("Urgent-rule levers, embedded model, validation split")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", action="append", default=[], help="name:key=value,... (finetune keys)")
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="val", choices=("val",), help="choices are made on val only")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every variant (e.g. models.base=...)")
+    parser.add_argument("--limit", type=int, default=0, help="score only the first N val rows (smoke test)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import tempfile
+
+    from healthai.config import load_config
+
+    base_cfg = load_config(overrides=args.overrides)
+    folder = base_cfg.project_path() / "3.merge"
+    train_rows, _ = read_split(folder, "train")
+    val_rows, val_flags = read_split(folder, args.split)
+    if args.limit:
+        val_rows, val_flags = val_rows[:args.limit], val_flags[:args.limit]
+    results = json.loads(args.out.read_text()).get("variants", []) if args.out.is_file() else []
+    for text in args.variant or DEFAULT_VARIANTS:
+        name, sets = parse_variant(text)
+        cfg = load_config(overrides=args.overrides + sets)
+        with tempfile.TemporaryDirectory() as tmp:
+            model, tokenizer, stats = train_variant(cfg, folder, Path(tmp), args)
+            val = score_variant(model, tokenizer, cfg, val_rows, val_flags)
+        row = {"name": name, "overrides": sets, "epochs": args.epochs, **stats, "val": val}
+        results = [r for r in results if r["name"] != name] + [row]
+        print(f"{name:<22} {stats['train_seconds']:>6.0f}s closing {val['closing_rate']:.2f} recall "
+              f"{val['urgent_recall']['rate']:.2f} over {val['over_triage']['rate']:.2f} "
+              f"P(Seek) {val['p_seek_urgent']:.3f}/{val['p_seek_non_urgent']:.3f}", flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"date": "2026-11-27", "machine": f"2-core CPU box ({platform.machine()}), "
+                                        "shared with other jobs", "split": args.split, "train": len(train_rows),
+                                        "val": len(val_rows), "val_urgent": sum(val_flags), "variants": results},
+                                       indent=2) + "\n")
+        plot(results, args.out.with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
