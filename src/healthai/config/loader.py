@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -87,6 +88,8 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
         return {_convert(k, key_tp, key, source): _convert(v, val_tp, f"{key}.{k}", source)
                 for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string; nobody means a string there
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"'{key}' must be a number, got {value!r}", file=source)
         return float(value)
