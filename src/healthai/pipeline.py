@@ -6,6 +6,7 @@ Used by `slurm/submit-pipeline.sh` (submission stays in bash: plain `sbatch --pa
     python -m healthai.pipeline plan                 # stage table: folder, script, needs, current?
     python -m healthai.pipeline current STAGE        # exit 0 when STAGE's manifest is current
     python -m healthai.pipeline follow NAME=JOBID …  # progress per stage until the chain ends
+    python -m healthai.pipeline summary              # report location, metrics, the four workshop answers
 """
 
 from __future__ import annotations
@@ -122,6 +123,31 @@ def follow(jobs: list[tuple[str, str]], poll: float = 2.0, timeout: float = 6 * 
     return 0
 
 
+def print_summary(cfg: PipelineConfig) -> int:
+    """The end of `make demo`: where the report is, the headline metrics, the four workshop answers."""
+    from healthai.evaluation import METRICS, metric_value
+
+    out = cfg.project_path() / "inference"
+    path = out / "report.json"
+    if not path.is_file():
+        print(f"[demo] no report yet: {path} is missing (did the evaluate stage run?)", file=sys.stderr)
+        return 1
+    report = json.loads(path.read_text(encoding="utf-8"))
+    metrics = report["metrics"]
+    print(f"\n=== Report: {out / 'report.md'} (also report.json, report.png)")
+    print(f"    {'metric':<44}" + "".join(f"{m:>10}" for m in metrics))
+    for key, label in METRICS:
+        values = [metric_value(metrics[m], key) for m in metrics]
+        print(f"    {label:<44}" + "".join(f"{'n/a' if v is None else format(v, '.3f'):>10}" for v in values))
+    print("\n=== The four workshop prompts, base vs fine-tuned")
+    prompts = report["prompts"]
+    for i, item in enumerate(next(iter(prompts.values()))):
+        print(f"\n[{i + 1}] {item['question']}")
+        for mode, answers in prompts.items():
+            print(f"  {mode:>4}: {answers[i]['answer']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m healthai.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--site", default=None)
@@ -130,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("plan")
     cur = sub.add_parser("current")
     cur.add_argument("stage", choices=list(BY_NAME))
+    sub.add_parser("summary")
     fol = sub.add_parser("follow")
     fol.add_argument("jobs", nargs="+", metavar="NAME=JOBID")
     args = parser.parse_args(argv)
@@ -144,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             needs = ",".join(s.needs) or "-"
             print(f"{s.name}\t{s.folder}\t{s.script}\t{needs}\t{'current' if status[s.name] else 'to-run'}")
         return 0
+    if args.cmd == "summary":
+        return print_summary(cfg)
     if args.cmd == "current":
         return 0 if current_stages(cfg)[args.stage] else 1
     jobs = [tuple(item.split("=", 1)) for item in args.jobs]
