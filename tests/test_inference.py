@@ -4,7 +4,6 @@ the evaluation report, the merged export, and run-inference.sh inside salloc on 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
