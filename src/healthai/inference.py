@@ -430,7 +430,7 @@ def next_token_probabilities(model, tokenizer, questions: Sequence[str], cfg: Pi
                 tokenizer.padding_side = old
         enc = {k: v.to(model.device) for k, v in enc.items()}
         with torch.inference_mode():
-            logits = model(**enc).logits[:, -1, :].float()
+            logits = model(**enc, logits_to_keep=1).logits[:, -1, :].float()  # not [B, L, 248k] on the 9B
         probs = torch.softmax(logits, dim=-1)
         for row in probs:
             results.append({w: float(row[i]) for w, i in ids.items()})
