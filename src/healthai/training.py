@@ -362,6 +362,19 @@ class TrainingInterrupted(StageError):
     """Training stopped on the time-limit signal after saving a checkpoint; rerun (requeue) to resume."""
 
 
+def _any_rank(flag: bool) -> bool:
+    """True when `flag` is set on any process of a distributed run (a max all-reduce; local: the flag)."""
+    import torch
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    if torch.distributed.get_backend() == "nccl":
+        t = t.cuda()
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def _callbacks_module():
     from transformers import TrainerCallback
 
@@ -371,32 +384,13 @@ def _callbacks_module():
             self.stopped_at = None
 
         def on_step_end(self, args, state, control, **kwargs):
-            if self.limit.requested.is_set():
+            if _any_rank(self.limit.requested.is_set()):  # every rank stops at the same step (no DDP hang)
                 control.should_save = True
                 control.should_training_stop = True
                 self.stopped_at = state.global_step
             return control
 
-    class EarlyStop(TrainerCallback):
-        """Stop after `patience` evaluations without a better eval loss (needs no checkpoint reload)."""
-
-        def __init__(self, patience: int):
-            self.patience, self.best, self.bad = patience, math.inf, 0
-
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            value = (metrics or {}).get("eval_loss")
-            if value is None:
-                return control
-            if value < self.best - 1e-6:
-                self.best, self.bad = value, 0
-            else:
-                self.bad += 1
-                if self.patience and self.bad >= self.patience:
-                    log.info("early stopping: eval loss has not improved for %d evaluations", self.bad)
-                    control.should_training_stop = True
-            return control
-
-    return StopOnSignal, EarlyStop
+    return StopOnSignal
 
 
 # -- the trainer ------------------------------------------------------------------------------
@@ -449,6 +443,8 @@ def sft_args(cfg, hp: dict, out_dir: Path, device: str, dtype, *, max_steps: int
         eval_strategy="steps" if by_steps else "epoch", eval_steps=every,
         save_strategy=("steps" if by_steps else "epoch") if save else "no", save_steps=every,
         save_total_limit=fc.save_total_limit, save_only_model=False,
+        # the final run keeps the best evaluation's adapter (early stopping); trials save nothing
+        load_best_model_at_end=save, metric_for_best_model="eval_loss", greater_is_better=False,
         seed=seed, data_seed=seed, report_to="none", disable_tqdm=False,
         # our configuration vs TRL's defaults (benchmarks/finetune_benchmark.py): fp32 + no checkpointing on CPU
         bf16=(device == "cuda" and dtype == torch.bfloat16), fp16=False,
@@ -488,7 +484,8 @@ def train_lora(cfg, train_path: str | os.PathLike, val_path: str | os.PathLike, 
                hparams: dict | None = None, callbacks: Sequence = (), max_steps: int | None = None,
                epochs: float | None = None, eval_steps: int | None = None, seed: int | None = None,
                save: bool = True, resume: bool = True, fingerprint: str | None = None,
-               base: str | os.PathLike | None = None, train_records: list[dict] | None = None) -> dict:
+               base: str | os.PathLike | None = None, train_records: list[dict] | None = None,
+               _keep_trainer: bool = False) -> dict:
     """Train a LoRA adapter on `train_path`, evaluating on `val_path`; returns the metrics dict.
 
     Arguments:
@@ -562,12 +559,14 @@ def train_lora(cfg, train_path: str | os.PathLike, val_path: str | os.PathLike, 
 
     args = sft_args(cfg, hp, out_dir, device, dtype, max_steps=max_steps, epochs=epochs, eval_steps=eval_steps,
                     seed=seed, save=save, world_size=world)
-    StopOnSignal, EarlyStop = _callbacks_module()
+    StopOnSignal = _callbacks_module()
     limit = TimeLimit().install()
     stopper = StopOnSignal(limit)
     cbs = [stopper, *callbacks]
     if save and fc.early_stopping_patience:
-        cbs.append(EarlyStop(fc.early_stopping_patience))
+        from transformers import EarlyStoppingCallback
+
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=fc.early_stopping_patience))
     if save and fc.tensorboard and rank == 0:
         cbs.append(_tensorboard_callback(out_dir / "tensorboard"))
     if save and fc.mlflow:
@@ -580,6 +579,14 @@ def train_lora(cfg, train_path: str | os.PathLike, val_path: str | os.PathLike, 
         trainer_cls.first_token_count = int(hp["first_token_count"])
     trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(records),
                           eval_dataset=Dataset.from_list(val_records), processing_class=tokenizer, callbacks=cbs)
+    for name, ds, n in (("training", trainer.train_dataset, len(records)), ("validation", trainer.eval_dataset,
+                                                                            len(val_records))):
+        if len(ds) < n:  # TRL drops examples whose answer lies wholly beyond max_length
+            log.warning("%d of %d %s examples have no answer token within max_length=%d and are dropped",
+                        n - len(ds), n, name, fc.max_length)
+        if len(ds) == 0:
+            raise InputError(f"no {name} example keeps an answer token within finetune.max_length="
+                             f"{fc.max_length}; raise it", file=str(train_path if name == "training" else val_path))
     truncated = sum(1 for n in trainer.train_dataset["input_ids"] if len(n) >= fc.max_length)
     if truncated:
         log.warning("%d training example(s) reach max_length=%d and are truncated", truncated, fc.max_length)
@@ -631,6 +638,8 @@ def train_lora(cfg, train_path: str | os.PathLike, val_path: str | os.PathLike, 
         adapter = out_dir / "adapter"
         save_adapter(trainer.model, tokenizer, adapter, row_ids)
         metrics["adapter"] = str(adapter)
+    if _keep_trainer:
+        metrics["_trainer"] = trainer
     if world > 1 and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return metrics
@@ -745,3 +754,158 @@ def plot_losses(metrics: dict, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# -- after training: does the adapter change the answers? ---------------------------------------
+def compare_answers(model, tokenizer, records: list[dict], cfg, n: int, max_new_tokens: int) -> dict:
+    """Greedy answers to `n` validation prompts with the adapter off (base) and on (ft): format rates."""
+    from healthai.evaluation import ends_with_closing, starts_with_prefix
+    from healthai.inference import generate_answers
+
+    icfg = dataclasses.replace(cfg.inference, max_new_tokens=max_new_tokens, do_sample=False)
+    gcfg = dataclasses.replace(cfg, inference=icfg)
+    questions = [next(m["content"] for m in r["messages"] if m["role"] == "user") for r in records[:n]]
+    model.eval()
+    tokenizer.padding_side = "left"
+    out: dict[str, Any] = {"prompts": len(questions), "max_new_tokens": max_new_tokens}
+    samples = {}
+    for mode in ("base", "ft"):
+        if mode == "base":
+            with model.disable_adapter():
+                gens = generate_answers(model, tokenizer, questions, gcfg)
+        else:
+            gens = generate_answers(model, tokenizer, questions, gcfg)
+        answers = [g.answer for g in gens]
+        k = len(answers) or 1
+        out[mode] = {
+            "closing_sentence": round(sum(ends_with_closing(a, cfg.filter.closing_sentence) for a in answers) / k, 3),
+            "urgent_prefix": round(sum(starts_with_prefix(a, cfg.filter.urgent_prefix) for a in answers) / k, 3),
+            "stopped": round(sum(g.new_tokens < max_new_tokens for g in gens) / k, 3),
+            "mean_words": round(sum(len(a.split()) for a in answers) / k, 1),
+        }
+        samples[mode] = answers[:3]
+    tokenizer.padding_side = "right"
+    out["samples"] = [{"question": q[:200], "base": b, "ft": f}
+                      for q, b, f in zip(questions, samples["base"], samples["ft"])]
+    return out
+
+
+def merge_into(model, tokenizer, folder: Path) -> Path:
+    """The adapter (and any trained token rows) merged into the base weights: one plain model folder."""
+    tmp = folder.with_name(f".{folder.name}.tmp.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged = model.merge_and_unload()
+    merged.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if not (tmp / "chat_template.jinja").is_file():
+        (tmp / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
+
+
+# -- the stage ----------------------------------------------------------------------------------
+def dataset_paths(cfg) -> tuple[Path, Path]:
+    """finetune.dataset: qa -> 3.merge/train + val; clinical -> 4.clinical/train + dev."""
+    root = cfg.project_path()
+    if cfg.finetune.dataset == "clinical":
+        return root / "4.clinical" / "train.jsonl", root / "4.clinical" / "dev.jsonl"
+    return root / "3.merge" / "train.jsonl", root / "3.merge" / "val.jsonl"
+
+
+def final_hparams(cfg, cli_keys: Iterable[str] = ()) -> tuple[dict, Path | None]:
+    """config < hpo/best_params.yaml (when present; the file is printed) < --set finetune.KEY on the CLI."""
+    from healthai.hpo import final_hparams as from_hpo
+
+    params, path = from_hpo(cfg)
+    params = {k: v for k, v in params.items() if k in HPARAMS}
+    for key in cli_keys:
+        if key in HPARAMS:
+            params[key] = getattr(cfg.finetune, key)
+            print(f"[finetune] {key}={params[key]} from the command line")
+    return params, path
+
+
+def cli_finetune_keys(overrides: Iterable[str]) -> list[str]:
+    """The finetune keys given with --set (they win over best_params.yaml)."""
+    return [o.split("=", 1)[0].split(".", 1)[1] for o in overrides if o.startswith("finetune.") and "=" in o]
+
+
+def run_finetune_stage(cfg, force: bool = False, cli_keys: Iterable[str] = ()) -> dict | None:
+    """The stage: train on the chosen dataset, write $PROJECT_DIR/ft/ (see fine-tuning/README.md)."""
+    from healthai.io import write_json
+    from healthai.stage import StageRun, code_version, describe_file, fingerprint
+
+    train_path, val_path = dataset_paths(cfg)
+    base = cfg.resolve(cfg.models.base)
+    if not (base / "config.json").is_file():
+        raise ModelError("no base model here; build the embedded model first (cd fine-tuning && sbatch "
+                         "run-build-model.sh) or set models.base", file=str(base))
+    hp, hp_file = final_hparams(cfg, cli_keys)
+    inputs = [train_path, val_path, base / "config.json"]
+    inputs += [p for p in (base / "tokenizer.json", hp_file) if p and Path(p).is_file()]
+    if hp.get("urgent_oversample", 1.0) > 1.0:
+        inputs.append(Path(str(train_path).replace(".jsonl", ".meta.jsonl")))
+    sections = ["finetune", "models", "embedded"] if "embedded-base" in str(base) else ["finetune", "models"]
+    rank, world = _distributed()
+    if rank != 0:  # other ranks of a multi-process run: train only, rank 0 owns the stage's files
+        missing = [p for p in inputs if not Path(p).is_file()]
+        if missing:
+            raise InputError("input file not found", file=str(missing[0]))
+        key = fingerprint([describe_file(Path(p)) for p in inputs], {s: cfg.section(s) for s in sections},
+                          code_version())
+        out_dir = cfg.project_path() / "ft"
+        manifest = out_dir / "manifest.json"
+        if not force and manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == key:
+            return None
+        records, _ = read_messages(train_path, cfg.project.max_record_bytes)
+        train_lora(cfg, train_path, val_path, out_dir, hparams=hp, fingerprint=key, train_records=records)
+        return None
+    with StageRun("finetune", cfg, inputs=inputs, config_sections=sections, force=force,
+                  output_subdir="ft") as run:
+        if run.up_to_date:
+            return run.previous
+        records, bad = read_messages(train_path, cfg.project.max_record_bytes)
+        rejected = run.writer("rejected.jsonl")
+        for entry in bad:
+            rejected.write_record(entry)
+        run.check_bad_fraction(str(train_path), len(bad), len(records) + len(bad), None)
+        print(f"[finetune] {len(records)} training records from {train_path} ({len(bad)} rejected), "
+              f"validation {val_path}")
+        metrics = train_lora(cfg, train_path, val_path, run.out_dir, hparams=hp, fingerprint=run.key,
+                             train_records=records, _keep_trainer=True)
+        trainer = metrics.pop("_trainer")
+        fc = cfg.finetune
+        if fc.compare_prompts:
+            val_records, _ = read_messages(val_path, cfg.project.max_record_bytes)
+            metrics["comparison"] = compare_answers(trainer.model, trainer.processing_class, val_records, cfg,
+                                                    fc.compare_prompts, fc.compare_max_new_tokens)
+        metrics["hparams_file"] = str(hp_file) if hp_file else None
+        history = metrics.pop("log_history")
+        write_json(run.out_dir / "metrics.json", metrics)
+        write_json(run.out_dir / "log_history.json", history)
+        plot_losses(metrics, run.out_dir / "loss_curve.png")
+        for name in ("metrics.json", "log_history.json", "loss_curve.png"):
+            run.add_output(run.out_dir / name)
+        for f in sorted((run.out_dir / "adapter").iterdir()):
+            run.add_output(f)
+        if fc.merge:
+            merged = merge_into(trainer.model, trainer.processing_class, run.out_dir / "merged")
+            for f in sorted(merged.iterdir()):
+                run.add_output(f)
+            print(f"[finetune] merged model written to {merged}")
+        shutil.rmtree(run.out_dir / CHECKPOINTS, ignore_errors=True)  # done: the adapter is the result
+        run.conserve(n_in=len(records) + len(bad), kept=len(records), rejected=len(bad))
+        run.stats.update({k: metrics.get(k) for k in ("eval_loss", "train_loss", "train_steps", "tokens_per_s",
+                                                      "peak_rss_mb", "wall_seconds", "trainable_params")})
+        cmp = metrics.get("comparison")
+        print(f"[finetune] eval loss {metrics['eval_loss']:.4f} after {metrics['train_steps']} steps; "
+              f"{metrics['tokens_per_s']} tokens/s; peak RSS {metrics['peak_rss_mb']} MB; adapter {metrics['adapter']}")
+        if cmp:
+            for mode in ("base", "ft"):
+                r = cmp[mode]
+                print(f"[finetune] {mode:>4} on {cmp['prompts']} validation prompts: closing sentence "
+                      f"{r['closing_sentence']:.0%}, urgent prefix {r['urgent_prefix']:.0%}, stopped "
+                      f"{r['stopped']:.0%}, {r['mean_words']} words")
+    return run.previous
