@@ -82,3 +82,25 @@ def test_urgent_style_answer_uses_the_detector():
     assert urgent == "Seek emergency care immediately. Call an ambulance."
     assert urgent_style_answer("I have a mild cold.", "Rest and drink fluids.", fcfg) == "Rest and drink fluids."
     assert urgent_style_answer("My dad suddenly cannot lift his right arm.", urgent, fcfg) == urgent  # no double prefix
+
+
+def test_urgent_style_texts_keep_questions_and_leave_out_held_out(tmp_path, monkeypatch):
+    import json
+
+    from healthai.urgent_rule import urgent_style_texts
+
+    # a curated-format corpus: one urgent question, one mild, one that is in the test split
+    def rec(q, a):
+        return {"id": q[:8], "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+
+    monkeypatch.setenv("HEALTHAI_PROJECT_DIR", str(tmp_path))
+    corpus = tmp_path / "curated.jsonl"
+    rows = [rec("My dad suddenly cannot lift his right arm.", "Call an ambulance now."),
+            rec("I have a mild cold.", "Rest and drink fluids."),
+            rec("A test question about chest pain right now.", "Go to the emergency room.")]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "3.merge").mkdir()
+    (tmp_path / "3.merge" / "test.jsonl").write_text(json.dumps(rows[2]) + "\n", encoding="utf-8")
+    texts = urgent_style_texts(corpus, load_config())
+    assert texts == ["My dad suddenly cannot lift his right arm.\n\nSeek emergency care immediately. Call an ambulance now.",
+                     "I have a mild cold.\n\nRest and drink fluids."]

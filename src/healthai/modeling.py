@@ -329,6 +329,28 @@ def train_domain_base(folder: str | os.PathLike, texts: list[str], cfg=None, pro
     return stats
 
 
+def derive_tokenizer_json(folder: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
+    """Write tokenizer.json for a Qwen folder that has only vocab.json + merges.txt.
+
+    AutoTokenizer on such a folder is broken in transformers 5.2x (Qwen3_5Tokenizer ignores
+    vocab/merges and encodes to []); Qwen2Tokenizer reads them, and save_pretrained writes a
+    tokenizer.json that AutoTokenizer then loads correctly. Writes into `out_dir` (default: `folder`).
+    """
+    from transformers import Qwen2Tokenizer
+
+    folder = Path(folder)
+    out = Path(out_dir) if out_dir else folder
+    for name in ("vocab.json", "merges.txt"):
+        if not (folder / name).is_file():
+            raise ModelError(f"cannot derive tokenizer.json: no {name}", file=str(folder))
+    tok = Qwen2Tokenizer.from_pretrained(folder)
+    if not tok(CHECK_TEXT, add_special_tokens=False).input_ids:
+        raise ModelError("the vocab/merges tokenizer encodes a test sentence to nothing", file=str(folder))
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(out)
+    return out / "tokenizer.json"
+
+
 # -- validation and loading ------------------------------------------------------------------
 def check_model_folder(path: str | os.PathLike, load_tokenizer: bool = True) -> dict:
     """Raise ModelError naming the first missing piece of a model folder; else return what was found.
@@ -359,7 +381,7 @@ def check_model_folder(path: str | os.PathLike, load_tokenizer: bool = True) -> 
         raise ModelError(f"model folder has no *.safetensors weights{extra}", file=str(path))
     if not (path / "tokenizer.json").is_file():
         raise ModelError("model folder has no tokenizer.json (without it transformers builds a tokenizer that "
-                         "encodes to nothing; derive it with `python -m healthai.modeling derive-tokenizer`)",
+                         "encodes to nothing; derive it with `python -m healthai.modeling derive-tokenizer DIR`)",
                          file=str(path))
     info = {"path": str(path), "model_type": text_cfg.get("model_type") or config.get("model_type"),
             "vocab_size": vocab, "weights": weights}
@@ -526,6 +548,10 @@ def build_base_stage(cfg, force: bool = False) -> dict | None:
             return run.previous
         t0 = time.perf_counter()
         texts = read_answers(corpus, cfg.project.max_record_bytes)
+        if getattr(cfg.embedded, "urgent_style_corpus", False):  # issue 14 lever: healthai.urgent_rule
+            from healthai.urgent_rule import urgent_style_texts
+
+            texts = urgent_style_texts(corpus, cfg)
         print(f"[base-model] {len(texts)} answers from {corpus}")
         # build in a sibling temp folder, move files in at the end: a crash never leaves half a model
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=run.out_dir))
@@ -559,8 +585,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     chk = sub.add_parser("check", help="validate a model folder (config, safetensors, tokenizer, template)")
     chk.add_argument("folder")
+    der = sub.add_parser("derive-tokenizer", help="write tokenizer.json from vocab.json + merges.txt (Qwen)")
+    der.add_argument("folder")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.cmd == "derive-tokenizer":
+        try:
+            print(f"wrote {derive_tokenizer_json(args.folder)}")
+        except ModelError as exc:
+            print(f"error: {exc.one_line()}", file=sys.stderr)
+            return 1
+        return 0
     try:
         info = check_model_folder(args.folder)
     except ModelError as exc:

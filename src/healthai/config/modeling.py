@@ -58,6 +58,10 @@ class EmbeddedModelConfig:
     under ~3 min on 2 cores at ~2.3k tokens/s: one epoch over all beats two over half)."""
     domain_warmup_ratio: float = field(0.05, min=0.0, max=0.5)
     """Domain-base training: fraction of steps with linear learning-rate warm-up."""
+    urgent_style_corpus: bool = False
+    """Urgent-rule lever (docs/TRIAGE.md): train the domain base on "question + answer" texts whose answer
+    starts with filter.urgent_prefix when the stage-2 detector flags the question (val/test questions of
+    3.merge left out), instead of bare answers. Off: not measured within the CPU budget."""
 
     def validate(self) -> None:
         if self.linear_num_value_heads % self.linear_num_key_heads:
