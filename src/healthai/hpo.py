@@ -199,6 +199,7 @@ def claim_lock(path: Path) -> Iterator[None]:
 
     The critical section is short; a lock left by a killed worker is broken after 30 s.
     """
+    ensure_dir(path.parent)
     lock = JournalFileOpenLock(str(path) + ".claim", grace_period=30)
     lock.acquire()
     try:
