@@ -110,3 +110,18 @@ def test_residue_check_names_what_is_left():
 
 def test_word_count():
     assert word_count("It's a 10-day course, isn't it?") == 6
+
+
+def test_fast_blank_collapse_equals_the_plain_rule():
+    # normalize_whitespace leaves single plain spaces alone (speed); it must equal collapsing every run of blanks
+    import random
+    import re
+
+    from healthai.cleaning import normalize_whitespace
+    plain = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
+    rng = random.Random(0)
+    alphabet = ["a", "b", " ", " ", "\t", "\u00a0", "\u2009", "\u3000", "\n", ".", "\u200b"]
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        expected = re.sub(r"\s*\n\s*", "\n", plain.sub(" ", text)).strip()
+        assert normalize_whitespace(text) == expected, repr(text)

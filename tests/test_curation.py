@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from healthai import curation
 from healthai.cleaning import compile_rules, residual_boilerplate
 from healthai.config import load_config
 from healthai.curation import curate, format_statistics, read_decisions, sample_for_review, statistics
@@ -97,6 +98,34 @@ def test_duplicates_name_the_kept_record(project_dir, tmp_path):
     assert stats["duplicates_removed"] == 2 and kept[0]["meta"]["source_line"] == 1
     assert [(r["reason"], r["source_line"]) for r in dups] == [("exact_duplicate", 2), ("near_duplicate", 3)]
     assert all(r["duplicate_of"] == kept[0]["id"] for r in dups)
+
+
+def test_worker_pool_gives_byte_identical_outputs(tmp_path, monkeypatch):
+    # 60 real iCliniq lines with an exact duplicate and a malformed line inside, and the same file given twice
+    # (duplicate_input): with batches of 7 records the pool runs many tasks; order and outputs must not change.
+    lines = (REPO / "data" / "raw" / "icliniq_2k_chat.jsonl").read_text(encoding="utf-8").splitlines()[:60]
+    path = tmp_path / "sixty.jsonl"
+    path.write_text("\n".join(lines[:30] + [lines[3], "{not json"] + lines[30:]) + "\n", encoding="utf-8")
+    monkeypatch.setattr(curation, "BATCH_RECORDS", 7)
+    started = []
+    real_submit = curation.Runner.submit
+
+    def submit(self, records, full):
+        handle = real_submit(self, records, full)
+        started.append(self.pool is not None)
+        return handle
+
+    monkeypatch.setattr(curation.Runner, "submit", submit)
+    outputs = {}
+    for workers in (1, 2):
+        monkeypatch.setenv("HEALTHAI_PROJECT_DIR", str(tmp_path / f"w{workers}"))
+        _, stats = run_stage(None, inputs=[str(path), str(path)], overrides=[f"curation.workers={workers}"])
+        out = tmp_path / f"w{workers}" / "1.curation"
+        outputs[workers] = [(out / name).read_bytes() for name in ("curated.jsonl", "rejected.jsonl",
+                                                                    "review_sample.jsonl")]
+        assert stats["rejected_by_reason"]["duplicate_input"] == 61 and stats["dedup"]["exact"] == 1
+    assert any(started) and not all(started)  # workers=2 used the pool, workers=1 did not
+    assert outputs[1] == outputs[2]
 
 
 def test_review_sample_and_marked_file_round_trip(project_dir):

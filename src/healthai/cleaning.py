@@ -28,7 +28,8 @@ from healthai.textmatch import Matcher, folded
 
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]{0,300})?/?>")
 _BR = re.compile(r"<\s*(?:br|/p|p)\s*/?>", re.I)
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
+# A run of 2+ blanks, or one blank that is not a plain space, becomes " " (a single " " is left alone: fast).
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\u3000]{2,}|[\t\u00a0\u2000-\u200b\u202f\u205f\u3000]")
 _NEWLINES = re.compile(r"\s*\n\s*")
 _DOTS = re.compile(r"\.{4,}")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?])(?=\s|$)")
@@ -103,7 +104,8 @@ def _compile(artifacts, inline, greeting, token, clause_min_words, drop, residue
 def normalize_whitespace(text: str) -> str:
     """Collapse runs of spaces, keep single newlines as paragraph breaks, strip the ends."""
     text = _SPACES.sub(" ", text)
-    text = _NEWLINES.sub("\n", text)
+    if "\n" in text:
+        text = _NEWLINES.sub("\n", text)
     return text.strip()
 
 
@@ -124,7 +126,8 @@ def strip_html(text: str) -> str:
 
 def collapse_punctuation(text: str, rules: Rules) -> str:
     """'!!!' -> '!', '??' -> '?', ',,' -> ','; 4+ dots -> '...'; no space before , . ; : ! ?"""
-    text = _DOTS.sub("...", text)
+    if "...." in text:
+        text = _DOTS.sub("...", text)
     text = rules.repeat.sub(lambda m: m.group(1) * rules.max_repeat, text)
     return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
 
@@ -181,13 +184,25 @@ def strip_greeting(text: str, rules: Rules) -> str:
     return text
 
 
-def is_boilerplate_sentence(sentence: str, rules: Rules) -> bool:
+Active = tuple[Matcher | None, tuple[Matcher, ...]]
+"""The token matcher (None: cannot occur) and the drop matchers that can match somewhere in an answer."""
+
+
+def active_rules(text: str, rules: Rules) -> Active:
+    """The phrase rules that can match somewhere in `text`, hence in any of its sentences or clauses."""
+    lowered = folded(text)
+    token = rules.token_m if rules.token_m.possible(lowered) else None
+    return token, tuple(m for m in rules.drop_m if m.possible(lowered))
+
+
+def is_boilerplate_sentence(sentence: str, rules: Rules, active: Active | None = None) -> bool:
+    token, drop = active or (rules.token_m, rules.drop_m)
     lowered = folded(sentence)
-    return bool(rules.token_m.search(sentence, lowered)) or _matches_drop(sentence, lowered, rules)
+    return bool(token and token.search(sentence, lowered)) or _matches_any(drop, sentence, lowered)
 
 
-def _matches_drop(text: str, lowered: str | None, rules: Rules) -> bool:
-    for matcher in rules.drop_m:
+def _matches_any(matchers: tuple[Matcher, ...], text: str, lowered: str | None) -> bool:
+    for matcher in matchers:
         if matcher.search(text, lowered):
             return True
     return False
@@ -204,17 +219,19 @@ def _substitute(pairs: tuple[tuple[Matcher, str], ...], text: str) -> str:
     return text
 
 
-def drop_boilerplate(sentence: str, rules: Rules) -> str:
+def drop_boilerplate(sentence: str, rules: Rules, active: Active | None = None) -> str:
     """'' for a boilerplate sentence; a long sentence keeps its clauses that are not boilerplate.
 
     A sentence with the ChatDoctor token always goes whole (the token marks cut text).
+    `active` (from `active_rules` on the whole answer) skips rules that cannot match it.
     """
-    if not is_boilerplate_sentence(sentence, rules):
+    token, drop = active or (rules.token_m, rules.drop_m)
+    if not is_boilerplate_sentence(sentence, rules, (token, drop)):
         return sentence
-    if rules.token_m.search(sentence) or len(sentence.split()) < rules.clause_min_words:
+    if (token and token.search(sentence)) or len(sentence.split()) < rules.clause_min_words:
         return ""
     clauses = _CLAUSE_END.split(sentence)
-    kept = [c for c in clauses if not _matches_drop(c, folded(c), rules)]
+    kept = [c for c in clauses if not _matches_any(drop, c, folded(c))]
     if not kept or sum(len(c.split()) for c in kept) < 4:
         return ""
     text = " ".join(kept).rstrip(" ,;")
@@ -227,9 +244,10 @@ def remove_boilerplate(text: str, cfg: CurationConfig, rules: Rules | None = Non
     text = _substitute(rules.artifacts_m, text)
     text = _substitute(tuple((m, " ") for m in rules.inline_m), text)
     text = strip_greeting(normalize_whitespace(text), rules)
+    active = active_rules(text, rules)  # sentences and clauses are parts of text
     paragraphs = []
     for paragraph in text.split("\n"):
-        kept = [k for k in (drop_boilerplate(s, rules) for s in split_sentences(paragraph)) if k]
+        kept = [k for k in (drop_boilerplate(s, rules, active) for s in split_sentences(paragraph)) if k]
         if kept:
             kept[0] = strip_greeting(kept[0], rules)
             paragraphs.append(join_sentences(kept))

@@ -18,10 +18,13 @@ import csv
 import io
 import json
 import logging
+import multiprocessing
+import os
 import random
 import re
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
+from typing import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +33,7 @@ from tqdm import tqdm
 from healthai.cleaning import Rules, clean_text, compile_rules, remove_boilerplate, residual_boilerplate, word_count
 from healthai.config import PipelineConfig
 from healthai.config.curation import CurationConfig, InputSpec
-from healthai.dedup import Deduplicator
+from healthai.dedup import Deduplicator, Features
 from healthai.errors import InputError
 from healthai.io import BadLine, iter_jsonl
 from healthai.language import is_language
@@ -43,6 +46,8 @@ log = logging.getLogger("healthai.curation")
 OUTPUT_SUBDIR = "1.curation"
 DECISIONS = ("accept", "reject", "edit")
 REVIEW_COLUMNS = ("id", "source", "decision", "edited_answer", "note", "question", "answer")
+BATCH_RECORDS = 500
+"""Records per task of a worker process (amortises pickling; small enough to keep the workers busy)."""
 _TERMINAL = re.compile(r"[.!?][\"')\]]*$")
 _LAST_WORD = re.compile(r"([A-Za-z']+)\W*$")
 
@@ -141,7 +146,138 @@ def rejected_entry(raw: RawRecord, reason: str, detail: str, **extra: object) ->
 
 def dedup_text(entry: dict, on: str) -> str:
     question, answer = (m["content"] for m in entry["messages"])
+    return _dedup_text(question, answer, on)
+
+
+def _dedup_text(question: str, answer: str, on: str) -> str:
     return {"pair": f"{question}\n{answer}", "question": question, "answer": answer}[on]
+
+
+# -- the per-record work, in this process or in a pool of workers ----------------------------
+class Curator:
+    """The pure per-record work of the stage: `curate_record` plus the record's dedup features.
+
+    Only the dedup index look-ups are sequential (the first record kept wins), so everything
+    else can run in worker processes; the results come back in input order, and the
+    outputs are the same with any number of workers.
+    """
+
+    def __init__(self, cfg: CurationConfig):
+        self.cfg = cfg
+        self.rules = compile_rules(cfg)
+        self.tail_words = {w.lower() for w in cfg.truncation_tail_words}
+        self.dedup = Deduplicator(cfg)
+
+    def batch(self, records: list[RawRecord]) -> list[tuple[Outcome, Features | None]]:
+        """(outcome without its raw record, dedup features of a kept one) per record."""
+        out = []
+        for raw in records:
+            outcome = curate_record(raw, self.cfg, self.rules, self.tail_words)
+            features = None if outcome.reason else self.dedup.features(
+                _dedup_text(outcome.question, outcome.answer, self.cfg.dedup_on))
+            outcome.raw = None  # the caller holds it: not pickled back
+            out.append((outcome, features))
+        return out
+
+
+_WORKER: Curator | None = None
+
+
+def _init_worker(cfg: CurationConfig) -> None:
+    global _WORKER
+    _WORKER = Curator(cfg)
+
+
+def _work(records: list[RawRecord]) -> list[tuple[Outcome, Features | None]]:
+    return _WORKER.batch(records)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (a Slurm job's allocation, not the whole node)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class Runner:
+    """Runs `Curator.batch` here, or in `workers` processes once an input has more than one batch."""
+
+    def __init__(self, cfg: CurationConfig, workers: int):
+        self.cfg = cfg
+        self.workers = workers
+        self.local = Curator(cfg)
+        self.pool = None
+
+    def submit(self, records: list[RawRecord], full: bool):
+        if self.pool is None and full and self.workers > 1:
+            log.info("curation: %d worker processes", self.workers)
+            self.pool = multiprocessing.Pool(self.workers, initializer=_init_worker, initargs=(self.cfg,))
+        if self.pool is None:
+            return self.local.batch(records)
+        return self.pool.apply_async(_work, (records,))
+
+    @property
+    def in_flight(self) -> int:
+        return 2 * self.workers + 1 if self.pool is not None else 1
+
+    @staticmethod
+    def result(handle) -> list:
+        return handle if isinstance(handle, list) else handle.get()
+
+    def close(self, ok: bool = True) -> None:
+        if self.pool is not None:
+            if ok:
+                self.pool.close()
+            else:
+                self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+
+def curated_stream(items: Iterable[RawRecord | BadLine], runner: Runner, seen_ids: set[str],
+                   batch_records: int | None = None) -> Iterator[tuple[RawRecord | BadLine, Outcome | None,
+                                                                      Features | None]]:
+    """(item, outcome, features) in input order; the outcome is None for a bad line and for a record
+    whose id was already seen (the same file given twice): those are not curated.
+
+    Records go to the runner in batches of `batch_records` (default BATCH_RECORDS), at most
+    `runner.in_flight` batches ahead of the one being yielded (bounded memory).
+    """
+    batch_records = batch_records or BATCH_RECORDS
+    pending: deque = deque()
+
+    def flush(block: list, full: bool) -> None:
+        records = [item for item, fresh in block if fresh]
+        pending.append((block, runner.submit(records, full) if records else []))
+
+    def drain(keep: int) -> Iterator:
+        while len(pending) > keep:
+            block, handle = pending.popleft()
+            results = iter(runner.result(handle))
+            for item, fresh in block:
+                if fresh:
+                    outcome, features = next(results)
+                    outcome.raw = item
+                    yield item, outcome, features
+                else:
+                    yield item, None, None
+
+    block: list[tuple[RawRecord | BadLine, bool]] = []
+    n_records = 0
+    for item in items:
+        fresh = not isinstance(item, BadLine) and item.id not in seen_ids
+        if fresh:
+            seen_ids.add(item.id)
+            n_records += 1
+        block.append((item, fresh))
+        if n_records >= batch_records:
+            flush(block, full=True)
+            block, n_records = [], 0
+            yield from drain(runner.in_flight - 1)
+    if block:
+        flush(block, full=False)
+    yield from drain(0)
 
 
 # -- manual validation ------------------------------------------------------------------
@@ -284,7 +420,6 @@ def _run(run: StageRun, cfg: PipelineConfig, paths: list[Path], marked: Path | N
     ccfg = cfg.curation
     t0 = time.time()
     rules = compile_rules(ccfg)
-    tail_words = {w.lower() for w in ccfg.truncation_tail_words}
     decisions = read_decisions(marked) if marked else {}
     curated, rejected = run.writer("curated.jsonl"), run.writer("rejected.jsonl")
     dedup = Deduplicator(ccfg)
@@ -294,58 +429,62 @@ def _run(run: StageRun, cfg: PipelineConfig, paths: list[Path], marked: Path | N
     n_in = text_cleaned = phrases_cleaned = duplicates = 0
     kept: list[dict] = []
     seen_ids: set[str] = set()
-    for spec, path in zip(ccfg.inputs, paths):
-        source = spec.source or source_name(path)
-        n_file = bad_file = 0
-        first_bad: BadLine | None = None
-        items = read_input(path, spec.format, source, spec.question_column, spec.answer_column,
-                           cfg.project.max_record_bytes)
-        bar = tqdm(items, desc=f"curation {path.name}", unit="rec", disable=not show_progress, mininterval=2.0,
-                   leave=False)
-        for item in bar:
-            n_in += 1
-            n_file += 1
-            if isinstance(item, BadLine):
-                bad_file += 1
-                first_bad = first_bad or item
-                log.warning("%s: %s (%s) — quarantined in rejected.jsonl", item.where(), item.reason, item.detail)
-                rejected.write_record({**item.rejected(), "source": source})
-                reasons[item.reason] += 1
-                per_source[source]["rejected"] += 1
-                continue
-            if item.id in seen_ids:  # the same file given twice: ids collide, keep the first
-                entry = rejected_entry(item, "duplicate_input", "the same record was read twice (same file?)",
-                                       duplicate_of=item.id)
-                rejected.write_record(entry)
-                reasons["duplicate_input"] += 1
-                duplicates += 1
-                per_source[source]["rejected"] += 1
-                continue
-            seen_ids.add(item.id)
-            out = curate_record(item, ccfg, rules, tail_words)
-            text_cleaned += out.text_cleaned
-            phrases_cleaned += out.phrases_cleaned
-            if out.reason:
-                rejected.write_record(rejected_entry(item, out.reason, out.detail))
-                reasons[out.reason] += 1
-                per_source[source]["rejected"] += 1
-                continue
-            entry = curated_entry(out)
-            dup = dedup.check(item.id, dedup_text(entry, ccfg.dedup_on))
-            if dup is not None:
-                reason = f"{dup.kind}_duplicate"
-                rejected.write_record(rejected_entry(
-                    item, reason, f"{dup.kind} duplicate of {dup.kept_id} (Jaccard {dup.similarity:.2f})",
-                    duplicate_of=dup.kept_id, similarity=dup.similarity))
-                reasons[reason] += 1
-                duplicates += 1
-                per_source[source]["rejected"] += 1
-                continue
-            pii_total.update(out.pii)
-            kept.append(entry)
-        bar.close()
-        run.check_bad_fraction(str(path), bad_file, n_file, first_bad)
-        log.info("%s: %d records read (%d bad lines)", path, n_file, bad_file)
+    runner = Runner(ccfg, ccfg.workers or available_cpus())
+    ok = False
+    try:
+        for spec, path in zip(ccfg.inputs, paths):
+            source = spec.source or source_name(path)
+            n_file = bad_file = 0
+            first_bad: BadLine | None = None
+            items = read_input(path, spec.format, source, spec.question_column, spec.answer_column,
+                               cfg.project.max_record_bytes)
+            bar = tqdm(items, desc=f"curation {path.name}", unit="rec", disable=not show_progress, mininterval=2.0,
+                       leave=False)
+            for item, out, features in curated_stream(bar, runner, seen_ids):
+                n_in += 1
+                n_file += 1
+                if isinstance(item, BadLine):
+                    bad_file += 1
+                    first_bad = first_bad or item
+                    log.warning("%s: %s (%s) — quarantined in rejected.jsonl", item.where(), item.reason, item.detail)
+                    rejected.write_record({**item.rejected(), "source": source})
+                    reasons[item.reason] += 1
+                    per_source[source]["rejected"] += 1
+                    continue
+                if out is None:  # the same file given twice: ids collide, keep the first
+                    entry = rejected_entry(item, "duplicate_input", "the same record was read twice (same file?)",
+                                           duplicate_of=item.id)
+                    rejected.write_record(entry)
+                    reasons["duplicate_input"] += 1
+                    duplicates += 1
+                    per_source[source]["rejected"] += 1
+                    continue
+                text_cleaned += out.text_cleaned
+                phrases_cleaned += out.phrases_cleaned
+                if out.reason:
+                    rejected.write_record(rejected_entry(item, out.reason, out.detail))
+                    reasons[out.reason] += 1
+                    per_source[source]["rejected"] += 1
+                    continue
+                entry = curated_entry(out)
+                dup = dedup.check_features(item.id, features)
+                if dup is not None:
+                    reason = f"{dup.kind}_duplicate"
+                    rejected.write_record(rejected_entry(
+                        item, reason, f"{dup.kind} duplicate of {dup.kept_id} (Jaccard {dup.similarity:.2f})",
+                        duplicate_of=dup.kept_id, similarity=dup.similarity))
+                    reasons[reason] += 1
+                    duplicates += 1
+                    per_source[source]["rejected"] += 1
+                    continue
+                pii_total.update(out.pii)
+                kept.append(entry)
+            bar.close()
+            run.check_bad_fraction(str(path), bad_file, n_file, first_bad)
+            log.info("%s: %d records read (%d bad lines)", path, n_file, bad_file)
+        ok = True
+    finally:
+        runner.close(ok)
 
     applied = Counter()
     final: list[dict] = []

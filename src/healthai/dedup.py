@@ -30,6 +30,19 @@ _SHINGLE_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclass(frozen=True)
+class Features:
+    """What the streaming check needs of one text; `Deduplicator.features` is pure, so worker
+    processes can compute it and the (sequential) check only does the index look-ups."""
+
+    key: bytes
+    """SHA-1 of the normalised text (exact duplicates)."""
+    shingles: np.ndarray | None = None
+    """Sorted unique shingle hashes (near-duplicates only)."""
+    hashvalues: np.ndarray | None = None
+    """The MinHash signature of the shingles (near-duplicates only)."""
+
+
+@dataclass(frozen=True)
 class Duplicate:
     """Why a record was removed: `kind` exact|near, the id kept instead, the Jaccard similarity."""
 
@@ -107,17 +120,30 @@ class Deduplicator:
             m.update_batch(shingles.tolist())
         return m
 
-    def check(self, rid: str, text: str) -> Duplicate | None:
+    def features(self, text: str) -> Features:
+        """Exact key, shingles and MinHash signature of one text (pure: no index state is read)."""
         norm = normalize(text)
         key = hashlib.sha1(norm.encode("utf-8")).digest()
+        if not self.near:
+            return Features(key)
+        shingles = shingle_hashes(self.hasher(norm.split()), self.k)
+        return Features(key, shingles, self.minhash(shingles).hashvalues)
+
+    def check(self, rid: str, text: str) -> Duplicate | None:
+        return self.check_features(rid, self.features(text))
+
+    def check_features(self, rid: str, features: Features) -> Duplicate | None:
+        """None (kept: it becomes a representative) or the Duplicate that removes it."""
+        key = features.key
         if key in self.exact:
             self.stats["exact"] += 1
             return Duplicate("exact", self.exact[key], 1.0)
         if not self.near:
             self.exact[key] = rid
             return None
-        shingles = shingle_hashes(self.hasher(norm.split()), self.k)
-        m = self.minhash(shingles)
+        shingles = features.shingles
+        m = MinHash(num_perm=self.num_perm, seed=self.seed, hashvalues=features.hashvalues,
+                    permutations=self._template.permutations, scheme=self._template.scheme)
         best: tuple[float, str] | None = None
         for cand in self.lsh.query(m):
             self.stats["lsh_candidates"] += 1

@@ -194,6 +194,10 @@ class CurationConfig:
     review_decisions: str | None = "{project_dir}/1.curation/review_marked.csv"
     """A marked review file (CSV or JSONL with id, decision accept|reject|edit, edited_answer) applied when it exists."""
 
+    # -- speed -------------------------------------------------------------------------
+    workers: int = field(0, min=0, max=256)
+    """Processes for the per-record work (cleaning, PII, filters, shingling) of inputs over 500 records; 0: one per CPU the job may use, 1: none. Outputs do not depend on it."""
+
     # -- progress ----------------------------------------------------------------------
     progress_min_records: int = field(2000, min=0)
     """Show a progress bar for inputs with at least this many records."""
