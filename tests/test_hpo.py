@@ -320,7 +320,7 @@ def test_job_array_of_two_workers_ends_with_exactly_n_trials(slurm_cluster, proj
             Path(t["StdOut"]).unlink(missing_ok=True)
 
 
-# -- pruning inside a real transformers Trainer on the embedded tiny model ----------------------------
+# -- the embedded tiny model ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory) -> Path:
     """The embedded tiny Qwen3.5-architecture model (random weights), built by healthai.modeling."""
@@ -329,40 +329,47 @@ def tiny_base(tmp_path_factory) -> Path:
     return modeling.build_embedded_model(tmp_path_factory.mktemp("hpo-base") / "model")
 
 
+# -- the real trainer (healthai.training.train_lora) on the embedded tiny model ----------------------
+REAL = ["hpo.max_steps_per_trial=4", "hpo.eval_steps=2", "hpo.n_warmup_steps=0", "hpo.n_startup_trials=1",
+        "finetune.batch_size=2", "finetune.max_length=96", "hpo.space.learning_rate.low=1e-7",
+        "hpo.space.learning_rate.high=1e-2"]
+
+
 @pytest.mark.slow
-def test_pruning_callback_really_stops_a_transformers_trainer(tiny_base, tmp_path):
-    # The callback contract with the real Trainer event loop: on_evaluate -> trial.report -> raise
-    # TrialPruned, which ends Trainer.train() early. Trial 0 learns (lr 5e-3); trial 1 barely moves
-    # (lr 1e-7) and is worse than the median at its first evaluation, so it stops at step 2 of 8.
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+def test_pruning_really_stops_a_train_lora_trial(project_dir, tiny_base):
+    write_merge_splits(project_dir, n_train=8, n_val=4)
+    cfg = load_config(overrides=[*REAL, "hpo.n_trials=2", f"models.base={tiny_base}"])
+    train, val = hpo.train_val_paths(cfg)
+    # Trial 0 learns (lr 5e-3); trial 1 barely moves (lr 1e-7): worse than the median at step 2 of 4.
+    with hpo.claim_lock(hpo.storage_path(cfg)):
+        study = hpo.open_study(cfg, hpo.study_key(cfg, train, val), seed=0)
+    base = {"lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05}
+    study.enqueue_trial({**base, "learning_rate": 5e-3})
+    study.enqueue_trial({**base, "learning_rate": 1e-7})
+    summary = hpo.run_worker(cfg, train, val)  # the default: hpo.train_function = train_lora
+    first, second = _study(cfg).trials
+    assert (first.state, second.state) == (TrialState.COMPLETE, TrialState.PRUNED)
+    assert first.user_attrs["steps"] == 4 and sorted(first.intermediate_values) == [2, 4]
+    assert second.user_attrs["steps"] == 2 and sorted(second.intermediate_values) == [2]
+    assert summary.counts["counted"] == 2
+    assert not (project_dir / "hpo" / "trials").exists() or not any((project_dir / "hpo" / "trials").iterdir())
 
-    from healthai import modeling
 
-    tok = AutoTokenizer.from_pretrained(tiny_base)
-    texts = modeling.read_answers(REPO_DIR / "data" / "raw" / "icliniq_2k_chat.jsonl")[:80]
-    blocks = [ids for ids in (tok(t, truncation=True, max_length=32)["input_ids"] for t in texts) if len(ids) == 32]
-    data = [{"input_ids": ids, "labels": ids} for ids in blocks]
-    study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
-    runs = []
-    for lr in (5e-3, 1e-7):
-        trial = study.ask()
-        callback = hpo.make_pruning_callback(trial)
-        assert isinstance(callback, TrainerCallback)
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_pretrained(tiny_base)
-        args = TrainingArguments(output_dir=str(tmp_path / f"t{trial.number}"), max_steps=8, eval_strategy="steps",
-                                 eval_steps=2, learning_rate=lr, per_device_train_batch_size=2,
-                                 per_device_eval_batch_size=4, use_cpu=True, report_to=[], save_strategy="no",
-                                 disable_tqdm=True)
-        trainer = Trainer(model=model, args=args, train_dataset=data[:16], eval_dataset=data[16:20],
-                          callbacks=[callback])
-        try:
-            trainer.train()
-            study.tell(trial, callback.reports[-1][1])
-        except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED)
-        runs.append((trainer.state.global_step, callback.steps, [s for s, _ in callback.reports]))
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
-    assert runs[0] == (8, 8, [2, 4, 6, 8])
-    assert runs[1] == (2, 2, [2])  # fewer steps recorded than the unpruned trial
+@pytest.mark.slow
+def test_best_params_file_is_what_the_final_training_uses(project_dir, tiny_base, capsys):
+    from healthai.training import run_finetune_stage
+
+    write_merge_splits(project_dir, n_train=8, n_val=4)
+    cfg = load_config(overrides=["finetune.batch_size=4", "finetune.max_length=96", "finetune.epochs=0.5",
+                                 "finetune.tensorboard=false", "finetune.compare_prompts=0",
+                                 f"models.base={tiny_base}"])
+    best = project_dir / "hpo" / "best_params.yaml"
+    best.parent.mkdir()
+    best.write_text(yaml.safe_dump({"study_name": "healthai-lora", "trial": 3, "params": {
+        "lora_r": 24, "lora_alpha": 48, "lora_dropout": 0.02, "learning_rate": 1e-3}}))
+    run_finetune_stage(cfg)  # the final training stage (fine-tuning/simple-fine-tuning.py)
+    assert f"hyperparameters from {best}" in capsys.readouterr().out
+    adapter = json.loads((project_dir / "ft" / "adapter" / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"], adapter["lora_dropout"]) == (24, 48, 0.02)
+    metrics = json.loads((project_dir / "ft" / "metrics.json").read_text())
+    assert metrics["hparams_file"] == str(best) and metrics["hparams"]["learning_rate"] == 1e-3
