@@ -28,6 +28,7 @@ import os
 import platform
 import random
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -171,24 +172,31 @@ def build(n: int, dup_share: float, seed: int, path: Path) -> tuple[dict[int, in
     return cluster, facts
 
 
-def run_stage(corpus: Path, project: Path) -> tuple[float, float, dict]:
+def run_stage(corpus: Path, project: Path, workers: int | None = None) -> tuple[float, float, float, dict]:
+    """(wall seconds, peak RSS of the process tree in MB, CPU seconds of the tree, stats.json)."""
     env = dict(os.environ, HEALTHAI_PROJECT_DIR=str(project))
     cmd = [sys.executable, str(REPO / "1.Initial-curation" / "curate_dataset.py"), "--input", str(corpus), "--force",
            "--no-progress", "--set", "project.max_bad_fraction=0.5"]
+    if workers is not None:
+        cmd += ["--set", f"curation.workers={workers}"]
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     proc = psutil.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
     while proc.poll() is None:
-        try:
-            peak = max(peak, proc.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
+        try:  # the stage and its worker processes together (an upper bound: shared pages count twice)
+            tree = [proc, *proc.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
         time.sleep(0.2)
     out, err = proc.communicate()
     seconds = time.time() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"stage failed: {err.strip().splitlines()[-1] if err.strip() else out}")
-    return seconds, peak / 2**20, json.loads((project / "1.curation" / "stats.json").read_text())
+    return seconds, peak / 2**20, cpu, json.loads((project / "1.curation" / "stats.json").read_text())
 
 
 def score(pred: dict[int, int], cluster: dict[int, int], present: set[int]) -> dict:
@@ -210,6 +218,7 @@ def main() -> int:
     ap.add_argument("--dup-share", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--work", default=str(REPO / "benchmarks" / "out" / "curation"))
+    ap.add_argument("--workers", type=int, default=None, help="curation.workers (default: the config's, 0 = all CPUs)")
     ap.add_argument("--build-only", action="store_true", help="write the corpus and its facts, run nothing")
     args = ap.parse_args()
     work = Path(args.work)
@@ -237,7 +246,9 @@ def main() -> int:
     baseline = {"seconds": round(base_seconds, 2), "records_per_second": round(len(df) / base_seconds, 1),
                 **score(base_pred, truth, set(truth))}
 
-    seconds, peak_mb, stats = run_stage(corpus, work / "project")
+    load_before = os.getloadavg()
+    seconds, peak_mb, cpu_seconds, stats = run_stage(corpus, work / "project", args.workers)
+    load_after = os.getloadavg()
     rejected = [json.loads(l) for l in open(work / "project" / "1.curation" / "rejected.jsonl", encoding="utf-8")]
     kept_lines = {r["id"]: r["meta"]["source_line"] for r in map(json.loads, open(
         work / "project" / "1.curation" / "curated.jsonl", encoding="utf-8"))}
@@ -247,6 +258,8 @@ def main() -> int:
     filtered = {r["source_line"] for r in rejected if r["reason"] not in ("exact_duplicate", "near_duplicate")}
     present = set(truth) - filtered
     stage = {"seconds": round(seconds, 2), "records_per_second": round(args.records / seconds, 1),
+             "cpu_seconds": round(cpu_seconds, 1), "workers": args.workers or os.cpu_count(),
+             "load_average_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
              "peak_rss_mb": round(peak_mb, 1), "saved": stats["total_examples_saved"],
              "duplicates_removed": stats["duplicates_removed"], "low_quality_removed": stats["low_quality_removed"],
              "dedup_internal": stats.get("dedup"), **score(pred, truth, present)}

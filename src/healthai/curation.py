@@ -93,13 +93,14 @@ def curate_record(raw: RawRecord, cfg: CurationConfig, rules: Rules, tail_words:
         out.pii = dict(Counter(s.kind for s in q_spans + a_spans))
     out.question, out.answer = question, stripped
 
-    n_before, n_answer, n_question = word_count(answer), word_count(stripped), word_count(question)
+    n_answer, n_question = word_count(stripped), word_count(question)
     if is_truncated(stripped, tail_words):
         return _reject(out, "truncated", f"the answer ends mid-sentence: …{stripped[-60:]!r}")
     if stripped and not _TERMINAL.search(stripped) and cfg.complete_unpunctuated:
         out.answer = stripped = stripped.rstrip(" ,;:") + "."
         out.text_cleaned = True
     if n_answer < cfg.min_answer_words:
+        n_before = word_count(answer)
         if n_before >= cfg.min_answer_words:
             return _reject(out, "boilerplate_only",
                            f"{n_answer} words left of {n_before} after removing greetings and sign-offs")

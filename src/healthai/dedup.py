@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from healthai.config.curation import CurationConfig
 
@@ -142,8 +142,7 @@ class Deduplicator:
             self.exact[key] = rid
             return None
         shingles = features.shingles
-        m = MinHash(num_perm=self.num_perm, seed=self.seed, hashvalues=features.hashvalues,
-                    permutations=self._template.permutations, scheme=self._template.scheme)
+        m = LeanMinHash(seed=self.seed, hashvalues=features.hashvalues, scheme=self._template.scheme)
         best: tuple[float, str] | None = None
         for cand in self.lsh.query(m):
             self.stats["lsh_candidates"] += 1
