@@ -41,7 +41,7 @@ from optuna.trial import FrozenTrial, TrialState
 from healthai.config import PipelineConfig
 from healthai.config.hpo import ParamSpace
 from healthai.errors import ConfigError, InputError, StageError
-from healthai.io import AtomicWriter, ensure_dir, sha256_file, write_json
+from healthai.io import ensure_dir, sha256_file
 
 log = logging.getLogger("healthai.hpo")
 
