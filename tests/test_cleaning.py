@@ -125,3 +125,17 @@ def test_fast_blank_collapse_equals_the_plain_rule():
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
         expected = re.sub(r"\s*\n\s*", "\n", plain.sub(" ", text)).strip()
         assert normalize_whitespace(text) == expected, repr(text)
+
+
+def test_sentence_end_check_on_the_tail_equals_the_full_search():
+    # split_sentences looks for an abbreviation before a final '.' in the chunk's tail only (speed): same match
+    import random
+
+    from healthai.cleaning import _LAST_TOKEN, _last_token
+    rng = random.Random(1)
+    alphabet = ["a", "B", ".", " ", "1", "\n", "é"]
+    for _ in range(20000):
+        chunk = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120)))
+        chunk += rng.choice(["", ".", ".\n", "a" * 60 + "."])
+        got, expected = _last_token(chunk), _LAST_TOKEN.search(chunk)
+        assert (got and (got.span(), got.group(1))) == (expected and (expected.span(), expected.group(1))), chunk

@@ -155,7 +155,7 @@ def split_sentences(text: str) -> list[str]:
         chunk = text[start:match.start()]
         if not chunk.strip():
             continue
-        word = _LAST_TOKEN.search(chunk)
+        word = _last_token(chunk)
         nxt = text[match.end():match.end() + 1]
         if word and "\n" not in match.group(0) and (
                 word.group(1).lower().rstrip(".") in _ABBREVIATIONS and nxt[:1].isalnum()
@@ -167,6 +167,17 @@ def split_sentences(text: str) -> list[str]:
     if tail:
         pieces.append(tail)
     return [p for p in pieces if p]
+
+
+def _last_token(chunk: str) -> re.Match | None:
+    """`_LAST_TOKEN.search(chunk)`, looking only at the chunk's tail when that gives the same match."""
+    if not (chunk.endswith(".") or chunk.endswith(".\n")):
+        return None  # the pattern ends in r"\.$"
+    tail = max(0, len(chunk) - 48)
+    match = _LAST_TOKEN.search(chunk, tail)
+    if match is not None and tail and match.start() == tail:
+        return _LAST_TOKEN.search(chunk)  # the letters run on before the tail: search the whole chunk
+    return match
 
 
 def join_sentences(sentences: list[str]) -> str:
@@ -247,7 +258,10 @@ def remove_boilerplate(text: str, cfg: CurationConfig, rules: Rules | None = Non
     active = active_rules(text, rules)  # sentences and clauses are parts of text
     paragraphs = []
     for paragraph in text.split("\n"):
-        kept = [k for k in (drop_boilerplate(s, rules, active) for s in split_sentences(paragraph)) if k]
+        if active[0] is None and not active[1]:  # no rule can match: every sentence stays
+            kept = split_sentences(paragraph)
+        else:
+            kept = [k for k in (drop_boilerplate(s, rules, active) for s in split_sentences(paragraph)) if k]
         if kept:
             kept[0] = strip_greeting(kept[0], rules)
             paragraphs.append(join_sentences(kept))

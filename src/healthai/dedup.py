@@ -111,6 +111,7 @@ class Deduplicator:
         self.hasher = _TokenHasher()
         self.lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm) if self.near else None
         self._template = MinHash(num_perm=self.num_perm, seed=self.seed)
+        self._scratch = self.minhash(np.zeros(0, dtype=np.uint32))
         self.stats = {"exact": 0, "near": 0, "lsh_candidates": 0, "lsh_false_candidates": 0}
 
     def minhash(self, shingles: np.ndarray) -> MinHash:
@@ -127,7 +128,15 @@ class Deduplicator:
         if not self.near:
             return Features(key)
         shingles = shingle_hashes(self.hasher(norm.split()), self.k)
-        return Features(key, shingles, self.minhash(shingles).hashvalues)
+        return Features(key, shingles, self.signature(shingles))
+
+    def signature(self, shingles: np.ndarray) -> np.ndarray:
+        """`self.minhash(shingles).hashvalues`, reusing one MinHash (no permutation set-up per text)."""
+        scratch = self._scratch
+        scratch.clear()  # assigns fresh arrays: a returned signature is never changed afterwards
+        if len(shingles):
+            scratch.update_batch(shingles.tolist())
+        return scratch.hashvalues
 
     def check(self, rid: str, text: str) -> Duplicate | None:
         return self.check_features(rid, self.features(text))
