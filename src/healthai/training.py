@@ -394,16 +394,41 @@ def _callbacks_module():
 
 
 # -- the trainer ------------------------------------------------------------------------------
-def _weighted_trainer_class():
-    """SFTTrainer whose loss weights the first `first_token_count` answer tokens by `first_token_weight`."""
+def _trainer_class():
+    """SFTTrainer with (1) length-grouped batches whose order depends only on (seed, epoch), so a
+    resumed run sees the same batches as an uninterrupted one (transformers' LengthGroupedSampler
+    draws from the global RNG, which a mid-epoch resume does not reproduce), and (2) an optional
+    loss that weights the first `first_token_count` answer tokens by `first_token_weight`."""
     import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
     from trl import SFTTrainer
 
-    class WeightedSFTTrainer(SFTTrainer):
+    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+        def __init__(self, *args, seed: int = 0, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.seed = seed
+            self.set_epoch(0)
+
+        def set_epoch(self, epoch: int) -> None:
+            self.generator = torch.Generator().manual_seed(self.seed + int(epoch))
+
+    class HealthAISFTTrainer(SFTTrainer):
         first_token_weight = 1.0
         first_token_count = 8
 
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy != "group_by_length" or dataset is None:
+                return super()._get_train_sampler(train_dataset)
+            lengths = [len(ids) for ids in dataset["input_ids"]]
+            return EpochSeededLengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths,
+                seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.first_token_weight == 1.0:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
             labels = inputs["labels"]
             fwd = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
             outputs = model(**fwd, use_cache=False)
@@ -418,7 +443,7 @@ def _weighted_trainer_class():
             loss = (ce * weight.reshape(-1)).sum() / weight.sum().clamp(min=1.0)
             return (loss, outputs) if return_outputs else loss
 
-    return WeightedSFTTrainer
+    return HealthAISFTTrainer
 
 
 def sft_args(cfg, hp: dict, out_dir: Path, device: str, dtype, *, max_steps: int | None, epochs: float | None,
@@ -571,12 +596,9 @@ def train_lora(cfg, train_path: str | os.PathLike, val_path: str | os.PathLike, 
         cbs.append(_tensorboard_callback(out_dir / "tensorboard"))
     if save and fc.mlflow:
         cbs.append(_mlflow_callback(cfg))
-    trainer_cls = _weighted_trainer_class() if hp["first_token_weight"] != 1.0 else None
-    if trainer_cls is None:
-        from trl import SFTTrainer as trainer_cls
-    else:
-        trainer_cls.first_token_weight = float(hp["first_token_weight"])
-        trainer_cls.first_token_count = int(hp["first_token_count"])
+    trainer_cls = _trainer_class()
+    trainer_cls.first_token_weight = float(hp["first_token_weight"])
+    trainer_cls.first_token_count = int(hp["first_token_count"])
     trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(records),
                           eval_dataset=Dataset.from_list(val_records), processing_class=tokenizer, callbacks=cbs)
     for name, ds, n in (("training", trainer.train_dataset, len(records)), ("validation", trainer.eval_dataset,
