@@ -255,7 +255,7 @@ def test_stage_writes_ft_outputs_and_is_a_noop_when_current(tiny_base, project_d
     with open(project_dir / "3.merge" / "train.jsonl", "a") as fh:
         fh.write('{"messages": "not a list"}\n')  # quarantined, counted
     cfg = _cfg(tiny_base, "finetune.epochs=1", "finetune.compare_prompts=2", "finetune.compare_max_new_tokens=8",
-               "finetune.tensorboard=true", "finetune.merge=true")
+               "finetune.tensorboard=true", "finetune.merge=true", "project.max_bad_fraction=0.2")
     manifest = training.run_finetune_stage(cfg)
     ft = project_dir / "ft"
     assert manifest["counts"] == {"in": 9, "kept": 8, "rejected": 1}
