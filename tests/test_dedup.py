@@ -68,3 +68,16 @@ def test_an_exact_copy_of_a_near_duplicate_names_the_kept_record():
     near = BASE.replace("two weeks", "three weeks")
     dups = find_duplicates([("a", BASE), ("b", near), ("c", near)], CFG)
     assert dups["b"].kept_id == "a" and dups["c"].kept_id == "a"
+
+
+def test_fast_normalize_equals_the_plain_rule():
+    # normalize leaves single spaces unmatched (speed); it must equal replacing every non-word run and "_" run
+    import random
+    import re
+
+    plain = re.compile(r"[^\w]+|_+")
+    rng = random.Random(3)
+    alphabet = ["a", "B", " ", "  ", "_", ".", ",", "\n", "é", "1", "\u00a0", "-"]
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25)))
+        assert normalize(text) == plain.sub(" ", text.lower()).strip(), repr(text)

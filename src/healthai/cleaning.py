@@ -202,6 +202,8 @@ Active = tuple[Matcher | None, tuple[Matcher, ...]]
 def active_rules(text: str, rules: Rules) -> Active:
     """The phrase rules that can match somewhere in `text`, hence in any of its sentences or clauses."""
     lowered = folded(text)
+    if lowered is None:
+        return rules.token_m, rules.drop_m
     token = rules.token_m if rules.token_m.possible(lowered) else None
     return token, tuple(m for m in rules.drop_m if m.possible(lowered))
 

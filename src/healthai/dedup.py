@@ -25,7 +25,8 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from healthai.config.curation import CurationConfig
 
-_NON_ALNUM = re.compile(r"[^\w]+|_+")
+# Runs of non-word characters and of "_" become " "; a single " " already is (not matched: much faster).
+_NON_ALNUM = re.compile(r"[^\w]{2,}|[^\w ]|_+")
 _SHINGLE_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
