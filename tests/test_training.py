@@ -305,3 +305,47 @@ def test_torchrun_two_cpu_processes(tiny_base, project_dir):
     assert metrics["world_size"] == 2
     assert metrics["train_steps"] == 2  # 8 examples / (2 per rank x 2 ranks)
     assert out.stdout.count("Total params: ") == 1  # printed by rank 0 only
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_sbatch_run_ft_checkpoints_requeues_and_resumes_to_the_same_adapter(slurm_cluster, tiny_base, project_dir,
+                                                                            tmp_path):
+    """The real wrapper on the local cluster: Slurm's time-limit warning (USR1 to the batch shell, what
+    `--signal=B:USR1@60` sends) -> checkpoint -> `scontrol requeue` -> the restarted job resumes.
+    Tolerance: the final adapter within 1e-5 of an uninterrupted in-process run (dropout off, as above)."""
+    import time
+
+    from safetensors.torch import load_file
+    from slurm_helpers import job_info, sbatch, slurm_env, wait_job
+
+    _write_split(project_dir, n_train=64, n_val=4)
+    sets = [f"models.base={tiny_base}", "site.device=cpu", "finetune.max_length=128", "finetune.batch_size=4",
+            "finetune.learning_rate=0.003", "finetune.lora_r=4", "finetune.lora_alpha=8", "finetune.lora_dropout=0.0",
+            "finetune.epochs=3", "finetune.compare_prompts=0", "finetune.tensorboard=false",
+            "finetune.early_stopping_patience=0"]
+    stage = REPO_DIR / "fine-tuning"
+    env = slurm_env({"HEALTHAI_PROJECT_DIR": str(project_dir), "OMP_NUM_THREADS": "1"})
+    args = [a for s in sets for a in ("--set", s)]
+    job = sbatch(stage / "run-ft.sh", args, cwd=stage, env=env, sbatch_args=["--time=00:15:00"])
+    stamp = project_dir / "ft" / "checkpoints" / training.FINGERPRINT
+    deadline = time.time() + 300
+    while not stamp.is_file() and time.time() < deadline:
+        time.sleep(1)
+    assert stamp.is_file(), f"training did not start: {job_info(job, env)}"
+    time.sleep(1)
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=env, check=True)
+    info = wait_job(job, 900, env)
+    log = Path(info["StdOut"]).read_text(errors="replace")
+    try:
+        assert info["JobState"] == "COMPLETED", log[-3000:]
+        assert "time limit near" in log and "resuming from" in log and int(info.get("Restarts", 0)) >= 1
+        cfg = load_config(overrides=sets)
+        ref = training.train_lora(cfg, project_dir / "3.merge" / "train.jsonl", project_dir / "3.merge" / "val.jsonl",
+                                  tmp_path / "ref", fingerprint="ref")
+        a = load_file(str(tmp_path / "ref" / "adapter" / "adapter_model.safetensors"))
+        b = load_file(str(project_dir / "ft" / "adapter" / "adapter_model.safetensors"))
+        assert ref["train_steps"] == 48 and a.keys() == b.keys()
+        assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
+    finally:
+        Path(info["StdOut"]).unlink(missing_ok=True)
