@@ -16,7 +16,7 @@ from healthai import curation
 from healthai.cleaning import compile_rules, residual_boilerplate
 from healthai.config import load_config
 from healthai.curation import curate, format_statistics, read_decisions, sample_for_review, statistics
-from healthai.errors import InputError
+from healthai.errors import InputError, StageError
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = Path(__file__).parent / "fixtures" / "curation"
@@ -126,6 +126,21 @@ def test_worker_pool_gives_byte_identical_outputs(tmp_path, monkeypatch):
         assert stats["rejected_by_reason"]["duplicate_input"] == 61 and stats["dedup"]["exact"] == 1
     assert any(started) and not all(started)  # workers=2 used the pool, workers=1 did not
     assert outputs[1] == outputs[2]
+
+
+def _die(records):  # a worker process killed mid-run (e.g. by the OOM killer)
+    os._exit(3)
+
+
+def test_a_dying_worker_fails_the_stage_instead_of_hanging(tmp_path, monkeypatch):
+    lines = (REPO / "data" / "raw" / "icliniq_2k_chat.jsonl").read_text(encoding="utf-8").splitlines()[:20]
+    path = tmp_path / "twenty.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(curation, "BATCH_RECORDS", 5)
+    monkeypatch.setattr(curation, "_work", _die)
+    monkeypatch.setenv("HEALTHAI_PROJECT_DIR", str(tmp_path / "project"))
+    with pytest.raises(StageError, match="worker process died"):
+        run_stage(None, inputs=[str(path)], overrides=["curation.workers=2"])
 
 
 def test_review_sample_and_marked_file_round_trip(project_dir):

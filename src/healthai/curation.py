@@ -18,12 +18,13 @@ import csv
 import io
 import json
 import logging
-import multiprocessing
 import os
 import random
 import re
 import time
 from collections import Counter, defaultdict, deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from healthai.cleaning import Rules, clean_text, compile_rules, remove_boilerpla
 from healthai.config import PipelineConfig
 from healthai.config.curation import CurationConfig, InputSpec
 from healthai.dedup import Deduplicator, Features
-from healthai.errors import InputError
+from healthai.errors import InputError, StageError
 from healthai.io import BadLine, iter_jsonl
 from healthai.language import is_language
 from healthai.pii import scrub_pii
@@ -213,26 +214,30 @@ class Runner:
     def submit(self, records: list[RawRecord], full: bool):
         if self.pool is None and full and self.workers > 1:
             log.info("curation: %d worker processes", self.workers)
-            self.pool = multiprocessing.Pool(self.workers, initializer=_init_worker, initargs=(self.cfg,))
+            # ProcessPoolExecutor, not multiprocessing.Pool: a worker that dies (OOM kill) fails the
+            # stage instead of leaving it waiting forever for the lost batch.
+            self.pool = ProcessPoolExecutor(self.workers, initializer=_init_worker, initargs=(self.cfg,))
         if self.pool is None:
             return self.local.batch(records)
-        return self.pool.apply_async(_work, (records,))
+        return self.pool.submit(_work, records)
 
     @property
     def in_flight(self) -> int:
         return 2 * self.workers + 1 if self.pool is not None else 1
 
     @staticmethod
-    def result(handle) -> list:
-        return handle if isinstance(handle, list) else handle.get()
+    def result(handle: list | Future) -> list:
+        if isinstance(handle, list):
+            return handle
+        try:
+            return handle.result()
+        except BrokenProcessPool:
+            raise StageError("a curation worker process died (out of memory?): rerun with fewer "
+                             "--set curation.workers=N (1: no worker processes)") from None
 
     def close(self, ok: bool = True) -> None:
         if self.pool is not None:
-            if ok:
-                self.pool.close()
-            else:
-                self.pool.terminate()
-            self.pool.join()
+            self.pool.shutdown(wait=True, cancel_futures=not ok)
             self.pool = None
 
 
