@@ -532,9 +532,10 @@ def _run(run: StageRun, cfg: PipelineConfig, paths: list[Path], marked: Path | N
     details = {**block, "rejected_by_reason": dict(sorted(reasons.items())), "per_source": {
         s: dict(c) for s, c in sorted(per_source.items())}, "pii_scrubbed": dict(sorted(pii_total.items())),
         "dedup": dedup.stats, "review": {"decisions_file": str(marked) if marked else None, "applied": dict(applied),
-                                         "unknown_ids": len(unknown), "sample_size": len(rows)},
-        "seconds": round(seconds, 2), "records_per_second": round(n_in / seconds, 1) if seconds else None}
+                                         "unknown_ids": len(unknown), "sample_size": len(rows)}}
+    # wall time goes to manifest.json only: stats.json stays byte-identical across reruns
     run.writer("stats.json").write(json.dumps(details, ensure_ascii=False, indent=2) + "\n")
-    run.stats.update(details)
+    run.stats.update({**details, "seconds": round(seconds, 2),
+                      "records_per_second": round(n_in / seconds, 1) if seconds else None})
     print(format_statistics(block))
     return details
