@@ -14,6 +14,7 @@ transformers 5.x releases did not mask a left-padded single prompt).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -609,7 +610,10 @@ def evaluate(cfg: PipelineConfig, force: bool = False, progress: bool = False) -
             p_seek[mode] = [p[seek] for p in next_token_probabilities(model, tokenizer, questions, cfg, [seek])]
             if triage_items:
                 t_questions = [it["question"] for it in triage_items]
-                t_answers[mode] = generate_answers(model, tokenizer, t_questions, cfg)
+                # only the opening decides triage: a few tokens per question keep the report cheap
+                short = dataclasses.replace(cfg, inference=dataclasses.replace(
+                    cfg.inference, max_new_tokens=cfg.inference.triage_max_new_tokens))
+                t_answers[mode] = generate_answers(model, tokenizer, t_questions, short)
                 t_seek[mode] = [p[seek] for p in next_token_probabilities(model, tokenizer, t_questions, cfg, [seek])]
 
         scored = {mode: [ev.score_answer({**it, "answer": g.answer, "new_tokens": g.new_tokens,

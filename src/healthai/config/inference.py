@@ -45,6 +45,8 @@ class InferenceConfig:
     triage_set: str | None = "data/triage/triage_labels.jsonl"
     """Hand-labelled triage set (clinician labels, docs/TRIAGE.md) also answered by both models for the
     report's urgent recall / over-triage / P("Seek") section; null = skip it."""
+    triage_max_new_tokens: int = field(12, min=1)
+    """Tokens generated per triage-set question: enough to read the urgent prefix, not a whole answer."""
 
     def validate(self) -> None:
         if not self.prompts and not self.prompts_file:
