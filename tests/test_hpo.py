@@ -35,12 +35,17 @@ def _study(cfg) -> optuna.Study:
 
 # -- search space --------------------------------------------------------------------------
 def test_default_space_is_the_workshop_space():
-    dists = hpo.to_distributions(load_config().hpo.space)
+    # the workshop's space is the default and the cluster's; the local profile only moves the
+    # learning-rate range to suit the tiny embedded model
+    dists = hpo.to_distributions(load_config(site="deucalion").hpo.space)
     assert dists["lora_r"] == IntDistribution(8, 56, step=16)  # 8, 24, 40, 56
     assert dists["lora_alpha"] == IntDistribution(16, 64, step=16)
     assert dists["lora_dropout"] == FloatDistribution(0.01, 0.1)
     assert dists["learning_rate"] == FloatDistribution(1e-5, 5e-4, log=True)
     assert load_config().hpo.n_trials == 5
+    local = hpo.to_distributions(load_config(site="local").hpo.space)
+    assert local["learning_rate"] == FloatDistribution(1e-3, 5e-3, log=True)
+    assert local["lora_r"] == dists["lora_r"]
 
 
 def test_space_from_config_accepts_categorical_float_step_and_int_bounds_written_as_floats():
