@@ -338,8 +338,9 @@ def plot_comparison(summaries: dict[str, dict], path: str | Path | Any) -> Path 
             v = 0.0 if v is None else v
             values.append(v)
             if isinstance(raw, dict) and raw["rate"] is not None:
-                lows.append(v - raw["ci"][0])
-                highs.append(raw["ci"][1] - v)
+                # rounding can put a Wilson bound a hair past the rate (e.g. 1.0 vs 0.99999...)
+                lows.append(max(0.0, v - raw["ci"][0]))
+                highs.append(max(0.0, raw["ci"][1] - v))
             else:
                 lows.append(0.0)
                 highs.append(0.0)
