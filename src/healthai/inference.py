@@ -225,6 +225,23 @@ def pad_token_id(tokenizer) -> int:
     return stops[-1]
 
 
+def encode_prompts(tokenizer, texts: Sequence[str], device) -> dict:
+    """Tokenize rendered prompts: left padding for two or more, none for a single prompt
+    (a batch of ONE left-padded prompt was not masked in some transformers 5.x versions)."""
+    if len(texts) == 1:
+        enc = tokenizer(list(texts), return_tensors="pt", add_special_tokens=False)
+    else:
+        old = tokenizer.padding_side
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token_id = pad_token_id(tokenizer)
+        try:
+            enc = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
+        finally:
+            tokenizer.padding_side = old
+    return {k: v.to(device) for k, v in enc.items()}
+
+
 def _count_new_tokens(row, stops: set[int]) -> int:
     n = 0
     for tid in row.tolist():
@@ -246,18 +263,7 @@ def generate_batch(model, tokenizer, questions: Sequence[str], cfg: PipelineConf
 
     texts = [render_prompt(tokenizer, q, cfg) for q in questions]
     kwargs = generation_kwargs(cfg, tokenizer)
-    if len(texts) == 1:
-        enc = tokenizer(texts, return_tensors="pt", add_special_tokens=False)
-    else:
-        old_side = tokenizer.padding_side
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token_id = kwargs["pad_token_id"]
-        try:
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        finally:
-            tokenizer.padding_side = old_side
-    enc = {k: v.to(model.device) for k, v in enc.items()}
+    enc = encode_prompts(tokenizer, texts, model.device)
     _seed(cfg)
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -418,18 +424,7 @@ def next_token_probabilities(model, tokenizer, questions: Sequence[str], cfg: Pi
     results: list[dict[str, float]] = []
     for start in range(0, len(questions), size):
         texts = [render_prompt(tokenizer, q, cfg) for q in questions[start:start + size]]
-        if len(texts) == 1:
-            enc = tokenizer(texts, return_tensors="pt", add_special_tokens=False)
-        else:
-            old = tokenizer.padding_side
-            tokenizer.padding_side = "left"
-            if tokenizer.pad_token_id is None:
-                tokenizer.pad_token_id = pad_token_id(tokenizer)
-            try:
-                enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            finally:
-                tokenizer.padding_side = old
-        enc = {k: v.to(model.device) for k, v in enc.items()}
+        enc = encode_prompts(tokenizer, texts, model.device)
         with torch.inference_mode():
             logits = model(**enc, logits_to_keep=1).logits[:, -1, :].float()  # not [B, L, 248k] on the 9B
         probs = torch.softmax(logits, dim=-1)
