@@ -112,7 +112,9 @@ def remove_forbidden(text: str, cfg: FilterConfig) -> str:
             sentence = cut[:1].upper() + cut[1:]
         if sentence.strip():
             kept.append(sentence.strip())
-    return " ".join(kept)
+    out = " ".join(kept)
+    # a phrase split over a line break ("nothing to\nworry") meets again once joined: one more pass (no "\n" left)
+    return remove_forbidden(out, cfg) if "\n" in text and regex.search(out) else out
 
 
 # -- the whole rule set ----------------------------------------------------------------

@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -50,11 +51,26 @@ class BadLine:
                 "record": self.raw, "source_file": self.file, "source_line": self.line}
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def lone_surrogate(text: str, value: Any) -> bool:
+    """Does JSON `text` decode to a string with an unpaired surrogate (`"\\ud800"`)? Such a string
+    is not Unicode: it cannot be written as UTF-8, so the record must be rejected where it is read."""
+    if not _SURROGATE_ESCAPE.search(text):  # valid UTF-8 can only smuggle one in as an escape
+        return False
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def iter_jsonl(path: str | os.PathLike, max_record_bytes: int = 1_000_000,
                required: tuple[str, ...] = ()) -> Iterator[Line | BadLine]:
     """Yield `Line` or `BadLine` for every non-blank line of a JSONL file.
 
-    Checks: UTF-8 (a BOM on line 1 is allowed), size, valid JSON, a JSON object, and
+    Checks: UTF-8 (a BOM on line 1 is allowed), size, valid JSON (no unpaired surrogate), a JSON object, and
     the `required` top-level fields present and not null.
     """
     path = Path(path)
@@ -85,6 +101,10 @@ def iter_jsonl(path: str | os.PathLike, max_record_bytes: int = 1_000_000,
                 continue
             except json.JSONDecodeError as exc:
                 yield BadLine(name, number, "malformed_json", f"{exc.msg} at column {exc.colno}", text)
+                continue
+            if lone_surrogate(text, record):
+                yield BadLine(name, number, "bad_encoding", "a \\u escape gives an unpaired surrogate (not Unicode)",
+                              text)
                 continue
             if not isinstance(record, dict):
                 yield BadLine(name, number, "not_an_object",

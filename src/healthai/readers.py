@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from healthai.errors import InputError
-from healthai.io import BadLine, Line, iter_jsonl
+from healthai.io import BadLine, Line, iter_jsonl, lone_surrogate
 
 FORMATS = ("chatdoctor_json", "chatdoctor_jsonl", "evals_chat", "messages", "csv", "tsv")
 
@@ -247,6 +247,9 @@ def iter_json_array(path: str | os.PathLike, max_record_bytes: int) -> Iterator[
         if size > max_record_bytes:
             yield BadLine(name, start_line, "record_too_large", f"{size} bytes > max_record_bytes={max_record_bytes}",
                           text[pos:pos + 2000] + "…")
+        elif lone_surrogate(text[pos:end], value):
+            yield BadLine(name, start_line, "bad_encoding", "a \\u escape gives an unpaired surrogate (not Unicode)",
+                          text[pos:end])
         elif not isinstance(value, dict):
             yield BadLine(name, start_line, "not_an_object", f"expected a JSON object, got {type(value).__name__}",
                           text[pos:end])

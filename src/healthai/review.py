@@ -182,10 +182,12 @@ def parse_review_csv(path: str | os.PathLike) -> list[ReviewRow]:
     name = str(path)
     if not path.is_file():
         raise InputError("review file not found", file=name)
+    data = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8-sig")  # spreadsheets often save a BOM
+        text = data.decode("utf-8-sig")  # spreadsheets often save a BOM
     except UnicodeDecodeError as exc:
-        raise InputError(f"not valid UTF-8 at byte {exc.start} (save the sheet as CSV UTF-8)", file=name) from None
+        raise InputError(f"not valid UTF-8 at byte {exc.start} (save the sheet as CSV UTF-8)", file=name,
+                         line=data.count(b"\n", 0, exc.start) + 1) from None
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[ReviewRow] = []
     seen: dict[str, int] = {}
@@ -218,16 +220,17 @@ def parse_review_csv(path: str | os.PathLike) -> list[ReviewRow]:
         row_id = get["id"].strip()
         if not row_id:
             raise InputError("malformed row: empty id", file=name, line=start)
+        # cell values go in as repr: a newline typed in a cell cannot split the one-line error
         if row_id in seen:
-            raise InputError(f"malformed row: id '{row_id}' already on line {seen[row_id]}", file=name, line=start)
+            raise InputError(f"malformed row: id {row_id!r} already on line {seen[row_id]}", file=name, line=start)
         seen[row_id] = start
         urgent_raw = get["is_urgent"].strip().lower()
         if urgent_raw not in _TRUE | _FALSE:
-            raise InputError(f"malformed row: is_urgent must be true or false, got '{get['is_urgent']}'",
+            raise InputError(f"malformed row: is_urgent must be true or false, got {get['is_urgent']!r}",
                              file=name, line=start)
         decision = normalise_decision(get["decision"])
         if decision is None:
-            raise InputError(f"malformed row: unknown decision '{get['decision'].strip()}' "
+            raise InputError(f"malformed row: unknown decision {get['decision'].strip()!r} "
                              f"(use {', '.join(DECISIONS)} or leave it empty)", file=name, line=start)
         edited = get["edited_answer"].strip()
         if decision == "edit" and not edited:
