@@ -349,3 +349,72 @@ def test_sbatch_run_ft_checkpoints_requeues_and_resumes_to_the_same_adapter(slur
         assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
     finally:
         Path(info["StdOut"]).unlink(missing_ok=True)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_scancel_mid_epoch_then_resubmit_resumes_from_the_last_periodic_checkpoint(slurm_cluster, tiny_base,
+                                                                                  project_dir, tmp_path):
+    """A plain `scancel` (SIGTERM to every process of the job, SIGKILL after KillWait: no warning, nothing
+    saved on the way out) once a periodic checkpoint exists; the job is gone, and a resubmission resumes
+    from the last complete checkpoint and finishes. checkpoint_steps=3 with 16 steps an epoch: every
+    checkpoint before the last (48) lies mid-epoch. Tolerance as for the USR1 drill: the adapter within
+    1e-5 of an uninterrupted in-process run; dropout is off and a checkpoint restores weights, optimizer,
+    scheduler, RNG and the data position (epoch-seeded sampler), so both runs do the same fp32 arithmetic
+    and only the order of summation in a few kernels may differ."""
+    import re
+    import time
+
+    from safetensors.torch import load_file
+    from slurm_helpers import job_info, sbatch, slurm_env, wait_job
+
+    _write_split(project_dir, n_train=64, n_val=4)
+    sets = [f"models.base={tiny_base}", "site.device=cpu", "finetune.max_length=128", "finetune.batch_size=4",
+            "finetune.learning_rate=0.003", "finetune.lora_r=4", "finetune.lora_alpha=8", "finetune.lora_dropout=0.0",
+            "finetune.epochs=3", "finetune.compare_prompts=0", "finetune.tensorboard=false",
+            "finetune.early_stopping_patience=0", "finetune.checkpoint_steps=3"]
+    stage = REPO_DIR / "fine-tuning"
+    env = slurm_env({"HEALTHAI_PROJECT_DIR": str(project_dir), "OMP_NUM_THREADS": "1"})
+    args = [a for s in sets for a in ("--set", s)]
+    ckpt_dir = project_dir / "ft" / "checkpoints"
+
+    def complete_checkpoints() -> list[int]:  # trainer_state.json is written last into a checkpoint
+        return sorted(int(p.parent.name.split("-")[1]) for p in ckpt_dir.glob("checkpoint-*/trainer_state.json"))
+
+    t0 = time.time()
+    first = sbatch(stage / "run-ft.sh", args, cwd=stage, env=env, sbatch_args=["--time=00:15:00"])
+    deadline = time.time() + 300
+    while not complete_checkpoints() and time.time() < deadline:
+        time.sleep(0.2)
+    assert complete_checkpoints(), f"no checkpoint within 300 s: {job_info(first, env)}"
+    subprocess.run(["scancel", first], env=env, check=True)
+    killed = wait_job(first, 120, env)
+    second = None
+    try:
+        assert killed["JobState"] == "CANCELLED", killed
+        assert "time limit near" not in Path(killed["StdOut"]).read_text(errors="replace")  # not the USR1 path
+        left = complete_checkpoints()
+        assert left and left[-1] < 48 and not (project_dir / "ft" / "adapter").exists(), left  # killed mid-run
+        second = wait_job(sbatch(stage / "run-ft.sh", args, cwd=stage, env=env, sbatch_args=["--time=00:15:00"]),
+                          900, env)
+        wall = time.time() - t0
+        log = Path(second["StdOut"]).read_text(errors="replace")
+        assert second["JobState"] == "COMPLETED", log[-3000:]
+        resumed = re.search(r"resuming from \S*checkpoint-(\d+)", log)
+        assert resumed and 0 < int(resumed.group(1)) < 48 and int(resumed.group(1)) % 16, log[-3000:]
+        metrics = json.loads((project_dir / "ft" / "metrics.json").read_text())
+        assert metrics["train_steps"] == 48 and metrics["resumed_from"].endswith(f"checkpoint-{resumed.group(1)}")
+        cfg = load_config(overrides=sets)
+        ref = training.train_lora(cfg, project_dir / "3.merge" / "train.jsonl", project_dir / "3.merge" / "val.jsonl",
+                                  tmp_path / "ref", fingerprint="ref")
+        a = load_file(str(tmp_path / "ref" / "adapter" / "adapter_model.safetensors"))
+        b = load_file(str(project_dir / "ft" / "adapter" / "adapter_model.safetensors"))
+        assert ref["train_steps"] == 48 and ref["resumed_from"] is None and a.keys() == b.keys()
+        diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+        print(f"scancel drill: cancelled after checkpoint-{left[-1]}, resumed from checkpoint-{resumed.group(1)}, "
+              f"both jobs {wall:.0f} s, adapter max |diff| {diff:.1e}")
+        assert diff <= 1e-5
+    finally:
+        for info in (killed, second):
+            if info and info.get("StdOut"):
+                Path(info["StdOut"]).unlink(missing_ok=True)
