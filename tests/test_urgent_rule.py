@@ -102,5 +102,27 @@ def test_urgent_style_texts_keep_questions_and_leave_out_held_out(tmp_path, monk
     (tmp_path / "3.merge").mkdir()
     (tmp_path / "3.merge" / "test.jsonl").write_text(json.dumps(rows[2]) + "\n", encoding="utf-8")
     texts = urgent_style_texts(corpus, load_config())
-    assert texts == ["My dad suddenly cannot lift his right arm.\n\nSeek emergency care immediately. Call an ambulance now.",
-                     "I have a mild cold.\n\nRest and drink fluids."]
+    assert texts == [("My dad suddenly cannot lift his right arm.", "Seek emergency care immediately. Call an ambulance now."),
+                     ("I have a mild cold.", "Rest and drink fluids.")]
+
+
+def test_domain_blocks_keep_a_short_text_in_one_block_and_weight_the_answer_start():
+    from healthai.modeling import PAD, build_tokenizer, domain_blocks
+
+    texts = [("Crushing chest pain now.", "Seek emergency care immediately. Call 112."), "Rest and drink fluids. " * 3,
+             "A long answer that runs on. " * 40]
+    tok = build_tokenizer([t if isinstance(t, str) else "\n\n".join(t) for t in texts] * 5)
+    ids, weights = domain_blocks(texts, tok, block_size=32, max_tokens=10_000, seed=0, answer_start_weight=7.0)
+    eot = tok.convert_tokens_to_ids(PAD)
+    seek = tok("Seek", add_special_tokens=False).input_ids[0]
+    rows = [[tok.decode([i]) for i in row] for row in ids.tolist()]
+    # the question/answer pair sits whole in one block, and only its answer's first token is weighted 7
+    pair = next(r for r, row in enumerate(ids.tolist()) if seek in row)
+    at = ids[pair].tolist().index(seek)
+    assert "Crushing" in "".join(rows[pair][:at]) and weights[pair, at] == 7.0
+    assert (weights == 7.0).sum() == 1
+    # padding before a block boundary carries no loss; every padded slot is <|endoftext|>
+    assert ((weights == 0) <= (ids == eot)).all() and (weights == 0).any()
+    # the long text runs on over several blocks, none of its tokens lost
+    long_ids = tok("A long answer that runs on. " * 40, add_special_tokens=False).input_ids
+    assert ids.numel() >= len(long_ids) > 32

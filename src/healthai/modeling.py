@@ -235,7 +235,7 @@ def build_embedded_model(out_dir: str | os.PathLike, texts: Iterable[str] | None
         texts = read_answers(REPO_DIR / "data" / "raw" / "icliniq_2k_chat.jsonl")
     texts = list(texts)
     t0 = time.perf_counter()
-    tokenizer = build_tokenizer(texts, ec)
+    tokenizer = build_tokenizer([t if isinstance(t, str) else "\n\n".join(t) for t in texts], ec)
     model = init_model(embedded_model_config(ec, tokenizer), ec.seed)
     total, _ = count_params(model)
     log.info("tiny Qwen3.5 model: %s params, vocab %d, layers %s (built in %.1f s)", f"{total:,}",
@@ -247,22 +247,58 @@ def build_embedded_model(out_dir: str | os.PathLike, texts: Iterable[str] | None
 
 
 # -- domain-base training --------------------------------------------------------------------
-def domain_blocks(texts: list[str], tokenizer, block_size: int, max_tokens: int) -> "Any":
-    """Answers joined by <|endoftext|> and cut into full blocks (no padding), capped at max_tokens."""
+def domain_blocks(texts: list, tokenizer, block_size: int, max_tokens: int, seed: int = 0,
+                  answer_start_weight: float = 1.0) -> "Any":
+    """Texts in a seeded random order, each ended by <|endoftext|>, packed into blocks of block_size,
+    capped at max_tokens. A text may be a (question, answer) pair, written "question\n\nanswer" with
+    the loss of the answer's first token weighted by answer_start_weight (the urgent rule's decision).
+    A text that fits in a block never straddles two (an urgent-style text needs its question in the
+    context of its answer's first token): the rest of the block is padded, with weight 0. A longer
+    text starts a fresh block and runs on. Returns (input_ids, weights); weight 0 = no loss."""
+    import random
+
     import torch
 
     eot = tokenizer.convert_tokens_to_ids(PAD)
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)  # the cap takes a sample of every source, not the first file
     ids: list[int] = []
-    for text in texts:
-        ids.extend(tokenizer(text, add_special_tokens=False).input_ids)
-        ids.append(eot)
+    weights: list[float] = []
+    for i in order:
+        text = texts[i]
+        if isinstance(text, tuple):
+            head = tokenizer(f"{text[0]}\n\n", add_special_tokens=False).input_ids
+            tail = tokenizer(text[1], add_special_tokens=False).input_ids + [eot]
+            piece, piece_w = head + tail, [1.0] * (len(head) + len(tail))
+            piece_w[len(head)] = answer_start_weight
+        else:
+            piece = tokenizer(text, add_special_tokens=False).input_ids + [eot]
+            piece_w = [1.0] * len(piece)
+        room = -len(ids) % block_size
+        if len(piece) > room and room:  # would straddle: pad to the next block
+            ids.extend([eot] * room)
+            weights.extend([0.0] * room)
+        ids.extend(piece)
+        weights.extend(piece_w)
         if len(ids) >= max_tokens:
             break
-    ids = ids[:max_tokens]
-    n = len(ids) // block_size
+    n = min(len(ids), max_tokens) // block_size
     if n == 0:
         raise InputError(f"the answer corpus has {len(ids)} tokens, fewer than one block of {block_size}")
-    return torch.tensor(ids[: n * block_size], dtype=torch.long).view(n, block_size)
+    return (torch.tensor(ids[: n * block_size], dtype=torch.long).view(n, block_size),
+            torch.tensor(weights[: n * block_size], dtype=torch.float32).view(n, block_size))
+
+
+def weighted_lm_loss(model, input_ids, weights) -> "Any":
+    """Next-token cross-entropy, each target token weighted; normalised by the number of targets
+    with a loss, so that a weight > 1 adds signal rather than diluting the rest."""
+    import torch
+
+    logits = model(input_ids=input_ids).logits[:, :-1].float()
+    target, w = input_ids[:, 1:], weights[:, 1:]
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                           reduction="none")
+    return (ce * w.reshape(-1)).sum() / (w > 0).sum().clamp(min=1)
 
 
 def train_domain_base(folder: str | os.PathLike, texts: list[str], cfg=None, progress: bool = True) -> dict:
@@ -279,7 +315,8 @@ def train_domain_base(folder: str | os.PathLike, texts: list[str], cfg=None, pro
     folder = Path(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    blocks = domain_blocks(texts, tokenizer, ec.domain_block_size, ec.domain_max_tokens)
+    blocks, block_weights = domain_blocks(texts, tokenizer, ec.domain_block_size, ec.domain_max_tokens, ec.seed,
+                                          ec.urgent_style_weight)
     gen = torch.Generator().manual_seed(ec.seed)
     per_epoch = math.ceil(len(blocks) / ec.domain_batch_size)
     total_steps = max(1, round(per_epoch * ec.domain_epochs)) if ec.domain_epochs > 0 else 0
@@ -305,7 +342,7 @@ def train_domain_base(folder: str | os.PathLike, texts: list[str], cfg=None, pro
             order = torch.randperm(len(blocks), generator=gen)
         idx, order = order[: ec.domain_batch_size], order[ec.domain_batch_size:]
         batch = blocks[idx]
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = weighted_lm_loss(model, batch, block_weights[idx])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

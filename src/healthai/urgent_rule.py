@@ -55,8 +55,8 @@ def held_out_questions(cfg) -> set[str]:
     return out
 
 
-def urgent_style_texts(path: str | os.PathLike, cfg) -> list[str]:
-    """Base-corpus texts "question\n\nanswer" with urgent-style answers (`urgent_style_answer`), so the
+def urgent_style_texts(path: str | os.PathLike, cfg) -> list[str | tuple[str, str]]:
+    """Base-corpus (question, answer) pairs, written "question\n\nanswer" by `modeling.domain_blocks`, with urgent-style answers (`urgent_style_answer`), so the
     base sees the rule in context; records without a question keep the bare answer; questions of the
     val/test splits are left out (no leak into the held-out evaluation)."""
     from healthai.io import BadLine, iter_jsonl
@@ -71,6 +71,6 @@ def urgent_style_texts(path: str | os.PathLike, cfg) -> list[str]:
         if question and " ".join(question.split()) in held_out:
             continue
         for answer in answers_of(item.record):
-            texts.append(f"{question}\n\n{urgent_style_answer(question, answer, cfg.filter)}" if question else answer)
+            texts.append((question, urgent_style_answer(question, answer, cfg.filter)) if question else answer)
     return texts
 

@@ -62,6 +62,9 @@ class EmbeddedModelConfig:
     """Urgent-rule lever (docs/TRIAGE.md): train the domain base on "question + answer" texts whose answer
     starts with filter.urgent_prefix when the stage-2 detector flags the question (val/test questions of
     3.merge left out), instead of bare answers. Off: not measured within the CPU budget."""
+    urgent_style_weight: float = field(1.0, min=0.0, max=100.0)
+    """Urgent-style texts: loss weight of the answer's first token (where the rule decides "Seek" or not)
+    in the domain-base training; 1 = an ordinary token."""
 
     def validate(self) -> None:
         if self.linear_num_value_heads % self.linear_num_key_heads:
