@@ -87,6 +87,7 @@ def score_variant(model, tokenizer, cfg, rows: list[dict], flags: list[bool]) ->
     first = ev.first_token_summary(probs, flags)
     return {"closing_rate": s["closing_rate"], "urgent_recall": s["urgent_recall"], "over_triage": s["over_triage"],
             "confusion": s["confusion"], "p_seek_urgent": first["urgent_mean"], "p_seek_non_urgent": first["non_urgent_mean"],
+            "p_seek_auc": first["auc"],
             "sample_answers": [g.answer for g in gens[:2]]}
 
 
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         results = [r for r in results if r["name"] != name] + [row]
         print(f"{name:<22} {stats['train_seconds']:>6.0f}s closing {val['closing_rate']:.2f} recall "
               f"{val['urgent_recall']['rate']:.2f} over {val['over_triage']['rate']:.2f} "
-              f"P(Seek) {val['p_seek_urgent']:.3f}/{val['p_seek_non_urgent']:.3f}", flush=True)
+              f"P(Seek) {val['p_seek_urgent']:.3f}/{val['p_seek_non_urgent']:.3f} AUC {val['p_seek_auc']:.2f}", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"date": "2026-11-27", "machine": f"2-core CPU box ({platform.machine()}), "
                                         "shared with other jobs", "split": args.split, "train": len(train_rows),

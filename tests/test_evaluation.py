@@ -123,6 +123,9 @@ def test_first_token_summary_splits_urgent():
     out = first_token_summary([0.9, 0.7, 0.1, 0.3], [True, True, False, False])
     assert out["urgent_mean"] == pytest.approx(0.8) and out["non_urgent_mean"] == pytest.approx(0.2)
     assert first_token_summary([0.5], [False])["urgent_mean"] is None
+    assert out["auc"] == 1.0  # every urgent prompt above every non-urgent one
+    assert first_token_summary([0.2, 0.2, 0.9], [True, False, False])["auc"] == pytest.approx(0.25)
+    assert first_token_summary([0.5], [False])["auc"] is None
 
 
 def test_report_files(tmp_path):

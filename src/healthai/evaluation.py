@@ -370,7 +370,17 @@ def first_token_summary(probs: Sequence[float], is_urgent: Sequence[bool]) -> di
     urgent = [p for p, u in zip(probs, is_urgent) if u]
     other = [p for p, u in zip(probs, is_urgent) if not u]
     return {"urgent_mean": statistics.fmean(urgent) if urgent else None, "urgent_n": len(urgent),
-            "non_urgent_mean": statistics.fmean(other) if other else None, "non_urgent_n": len(other)}
+            "non_urgent_mean": statistics.fmean(other) if other else None, "non_urgent_n": len(other),
+            "auc": rank_auc(urgent, other)}
+
+
+def rank_auc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
+    """P(a random urgent prompt scores above a random non-urgent one), ties half: 0.5 = the model knows
+    only the rate, 1.0 = a threshold on its first-token probability would separate the classes."""
+    if not positive or not negative:
+        return None
+    wins = sum((a > b) + 0.5 * (a == b) for a in positive for b in negative)
+    return wins / (len(positive) * len(negative))
 
 
 def triage_set_section(triage_set: dict, word: str) -> str:
@@ -380,13 +390,14 @@ def triage_set_section(triage_set: dict, word: str) -> str:
     lines = [f"{triage_set['items']} questions labelled urgent / not urgent by a clinician "
              f"(`{triage_set['path']}`; real questions and hand-written hard cases). Unlike the split above, "
              "the labels do not come from the stage-2 detector.", "",
-             f'| model | urgent recall | over-triage | closing sentence | P("{word}") urgent | P("{word}") non-urgent |',
-             "|---|---|---|---|---|---|"]
+             f'| model | urgent recall | over-triage | closing sentence | P("{word}") urgent | P("{word}") non-urgent | AUC |',
+             "|---|---|---|---|---|---|---|"]
     for name, s in summaries.items():
         f = first.get(name, {})
         pu = "n/a" if f.get("urgent_mean") is None else f"{f['urgent_mean']:.4f}"
         pn = "n/a" if f.get("non_urgent_mean") is None else f"{f['non_urgent_mean']:.4f}"
+        auc = "n/a" if f.get("auc") is None else f"{f['auc']:.2f}"
         lines.append(f"| {name} | {_prop_cell(s['urgent_recall'])} | {_prop_cell(s['over_triage'])} | "
-                     f"{_pct(s['closing_rate'])} | {pu} | {pn} |")
+                     f"{_pct(s['closing_rate'])} | {pu} | {pn} | {auc} |")
     return "\n".join(lines + ["", confusion_table(summaries)])
 

@@ -654,12 +654,15 @@ def evaluate(cfg: PipelineConfig, force: bool = False, progress: bool = False) -
 
 def first_token_table(first_token: dict[str, dict], word: str) -> str:
     lines = [f'Mean P(first answer token = "{word}") right after the generation prompt. A model that learned '
-             "the urgent rule puts the mass on urgent questions; one that learned only the rate spreads it.", "",
-             "| model | urgent prompts | non-urgent prompts |", "|---|---|---|"]
+             "the urgent rule puts the mass on urgent questions; one that learned only the rate spreads it. "
+             "AUC: the chance that an urgent question gets a higher probability than a non-urgent one "
+             "(0.5 = the rate only, 1.0 = the rule).", "",
+             "| model | urgent prompts | non-urgent prompts | AUC |", "|---|---|---|---|"]
     for mode, s in first_token.items():
         u = "n/a" if s["urgent_mean"] is None else f"{s['urgent_mean']:.4f} (n={s['urgent_n']})"
         n = "n/a" if s["non_urgent_mean"] is None else f"{s['non_urgent_mean']:.4f} (n={s['non_urgent_n']})"
-        lines.append(f"| {mode} | {u} | {n} |")
+        auc = "n/a" if s.get("auc") is None else f"{s['auc']:.2f}"
+        lines.append(f"| {mode} | {u} | {n} | {auc} |")
     return "\n".join(lines)
 
 
