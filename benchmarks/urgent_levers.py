@@ -72,6 +72,18 @@ def train_variant(cfg, folder: Path, out_dir: Path, args) -> tuple[object, objec
     return model, tokenizer, {k: metrics.get(k) for k in keep}
 
 
+BASE_KEYS = ("urgent_style_corpus", "urgent_style_weight", "domain_epochs", "domain_max_tokens", "domain_block_size")
+
+
+def base_recipe(cfg) -> dict:
+    """The embedded-base lever settings the variant was trained on, from the base folder's saved config."""
+    import yaml
+
+    saved = cfg.resolve(cfg.models.base) / "config.yaml"
+    embedded = (yaml.safe_load(saved.read_text()) or {}).get("embedded", {}) if saved.is_file() else {}
+    return {k: embedded.get(k) for k in BASE_KEYS}
+
+
 def score_variant(model, tokenizer, cfg, rows: list[dict], flags: list[bool]) -> dict:
     """Greedy answers on the split: closing rate, recall, over-triage (Wilson CIs), P("Seek") by class."""
     from healthai import evaluation as ev
@@ -91,28 +103,55 @@ def score_variant(model, tokenizer, cfg, rows: list[dict], flags: list[bool]) ->
             "sample_answers": [g.answer for g in gens[:2]]}
 
 
+def base_label(base: dict) -> str:
+    if base.get("urgent_style_corpus"):
+        return f"question+answer, first-token weight {base.get('urgent_style_weight', 1):g}, {base.get('domain_epochs', 1):g} ep"
+    return f"answers only, {base.get('domain_epochs', 1):g} ep" if base else "answers only (not recorded)"
+
+
 def plot(results: list[dict], path: Path) -> None:
+    """Left: the trade-off (recall vs over-triage on val), one numbered point per variant, coloured by
+    domain base. Right: per variant, closing rate, recall, over-triage and the P("Seek") AUC."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    for r in results:
+    bases = sorted({base_label(r.get("base") or {}) for r in results})
+    colors = dict(zip(bases, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 0.35 * len(results) + 4.5), gridspec_kw={"width_ratios": [1, 1.2]})
+    names = [f"{i}. {r['name']} [{base_label(r.get('base') or {})}]" for i, r in enumerate(results, 1)]
+    for i, r in enumerate(results, 1):
         x, y = r["val"]["over_triage"]["rate"], r["val"]["urgent_recall"]["rate"]
-        ax.scatter([x], [y], s=40)
-        ax.annotate(f"{r['name']} ({r['train_seconds']:.0f} s)", (x, y), fontsize=7, xytext=(4, 3),
-                    textcoords="offset points")
+        label = base_label(r.get("base") or {})
+        ax.scatter([x], [y], s=60, color=colors[label], label=label, alpha=0.7)
+        ax.annotate(str(i), (x, y), fontsize=8, xytext=(4 + 7 * (i % 3), 3 + 7 * (i % 4)), textcoords="offset points")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), title="domain base", fontsize=7, title_fontsize=7, loc="center right")
     ax.axhline(0.85, ls="--", lw=0.8, color="green")
     ax.axvline(0.10, ls="--", lw=0.8, color="green")
+    ax.plot([0, 1], [0, 1], ls=":", lw=0.8, color="grey")  # the chance line: prefix at random
     ax.text(0.11, 0.87, "target: recall >= 0.85, over-triage <= 0.10", fontsize=7, color="green")
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlim(-0.03, 1.05)
+    ax.set_ylim(-0.03, 1.08)
     ax.set_xlabel("over-triage on val (prefix on non-urgent)")
     ax.set_ylabel("urgent recall on val (prefix on urgent)")
-    ax.set_title("Urgent-rule levers, embedded model, validation split")
+    ax.set_title("Trade-off (dotted: chance)", fontsize=10)
+    metrics = [("closing", lambda r: r["val"]["closing_rate"]), ("urgent recall", lambda r: r["val"]["urgent_recall"]["rate"]),
+               ("over-triage", lambda r: r["val"]["over_triage"]["rate"]), ('P("Seek") AUC', lambda r: r["val"].get("p_seek_auc") or 0)]
+    height = 0.8 / len(metrics)
+    for k, (label, get) in enumerate(metrics):
+        bx.barh([i + k * height for i in range(len(results))], [get(r) for r in results], height=height, label=label)
+    bx.set_yticks([i + 0.4 - height / 2 for i in range(len(results))], names, fontsize=7)
+    bx.invert_yaxis()
+    bx.axvline(0.5, ls=":", lw=0.8, color="grey")
+    bx.set_xlim(0, 1.05)
+    bx.legend(fontsize=7, loc="lower right")
+    bx.set_title("Per variant, validation split", fontsize=10)
+    fig.suptitle("Urgent-rule levers, embedded model (choices on val only)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -145,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             model, tokenizer, stats = train_variant(cfg, folder, Path(tmp), args)
             val = score_variant(model, tokenizer, cfg, val_rows, val_flags)
-        row = {"name": name, "overrides": sets, "epochs": args.epochs, **stats, "val": val}
-        results = [r for r in results if r["name"] != name] + [row]
+        row = {"name": name, "overrides": sets, "epochs": args.epochs, "base": base_recipe(cfg), **stats, "val": val}
+        results = [r for r in results if (r["name"], r.get("base")) != (name, row["base"])] + [row]
         print(f"{name:<22} {stats['train_seconds']:>6.0f}s closing {val['closing_rate']:.2f} recall "
               f"{val['urgent_recall']['rate']:.2f} over {val['over_triage']['rate']:.2f} "
               f"P(Seek) {val['p_seek_urgent']:.3f}/{val['p_seek_non_urgent']:.3f} AUC {val['p_seek_auc']:.2f}", flush=True)
