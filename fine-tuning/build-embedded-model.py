@@ -8,8 +8,8 @@ Writes $PROJECT_DIR/models/embedded-base/: model.safetensors, config.json, gener
 
 Trains a byte-level BPE tokenizer (Qwen special tokens, the real Qwen3.5 chat template with
 generation markers), initialises a Qwen3_5ForCausalLM of the `embedded` sizes from a seed, and
-trains it as a plain causal LM on the curated answers ("domain base"): under 3 minutes on
-2 cores. Not used on Deucalion, where the base model is Qwen3.5-9B. A rerun with unchanged
+trains it as a causal LM on the curated questions and answers ("domain base"; urgent answers in
+the rule's style, `embedded.urgent_style_corpus`, docs/TRIAGE.md): about 4.5 minutes on 2 cores. Not used on Deucalion, where the base model is Qwen3.5-9B. A rerun with unchanged
 corpus and config is a no-op.
 
 Example:

@@ -2,7 +2,7 @@
 
     tokenizer = build_tokenizer(texts, cfg.embedded)         # byte-level BPE + Qwen special tokens + template
     folder = build_embedded_model(out_dir, texts, cfg)       # random init, safetensors + tokenizer + template
-    stats = train_domain_base(folder, texts, cfg)            # full fine-tune as a plain causal LM on answers
+    stats = train_domain_base(folder, texts, cfg)            # full fine-tune as a causal LM on question+answer texts
     model, tokenizer = load_model_and_tokenizer(path, cfg)   # every stage loads through this (validated)
 
     python -m healthai.modeling check DIR                    # validate a model folder (exit 1 + one line if bad)

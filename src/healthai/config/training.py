@@ -72,9 +72,9 @@ class FinetuneConfig:
     report the change (closing sentence, urgent prefix, length) in metrics.json; 0 = skip."""
     compare_max_new_tokens: int = field(96, min=8)
     """Token budget per answer in that comparison."""
-    urgent_oversample: float = field(1.0, min=1.0, max=20.0)
+    urgent_oversample: float = field(3.0, min=1.0, max=20.0)
     """Urgent-rule lever: each urgent training example appears this many times on average (1 = off;
-    docs/TRIAGE.md). Chosen on the validation split, never on test."""
+    docs/TRIAGE.md). 3 was chosen on the validation split (best recall minus over-triage), never on test."""
     first_token_weight: float = field(1.0, min=0.0, max=100.0)
     """Urgent-rule lever: loss weight of the first `first_token_count` assistant tokens, where the
     "Seek emergency care immediately." decision is made (1 = plain loss)."""
