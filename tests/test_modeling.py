@@ -264,7 +264,7 @@ def test_real_qwen_tokenizer_derived_and_training_template_on_it(tmp_path):
 @pytest.mark.slow
 def test_build_stage_writes_a_loadable_trained_model_with_a_card(project_dir):
     sets = [f"embedded.{k}={v}" for k, v in SMALL.__dict__.items() if k not in ("corpus", "fallback_corpus")]
-    cfg = load_config(overrides=sets + ["embedded.domain_epochs=1"])
+    cfg = load_config(overrides=sets + ["embedded.domain_epochs=1", "embedded.urgent_style_corpus=false"])
     manifest = modeling.build_base_stage(cfg)
     out = project_dir / "models" / "embedded-base"
     info = modeling.check_model_folder(out)
@@ -277,3 +277,25 @@ def test_build_stage_writes_a_loadable_trained_model_with_a_card(project_dir):
     # a rerun with the same corpus and config is a no-op
     again = modeling.build_base_stage(cfg)
     assert again["fingerprint"] == manifest["fingerprint"]
+
+
+@pytest.mark.slow
+def test_urgent_style_base_needs_the_splits_and_tracks_them_as_inputs(project_dir):
+    from healthai.errors import InputError
+
+    sets = [f"embedded.{k}={v}" for k, v in SMALL.__dict__.items() if k not in ("corpus", "fallback_corpus")]
+    cfg = load_config(overrides=sets + ["embedded.domain_epochs=0.2", "embedded.urgent_style_corpus=true"])
+    with pytest.raises(InputError, match=r"3\.merge/val\.jsonl: .*run stage 3 first"):
+        modeling.build_base_stage(cfg)
+    merge = project_dir / "3.merge"
+    merge.mkdir(parents=True)
+    held = {"messages": [{"role": "user", "content": "A held-out question about chest pain."},
+                         {"role": "assistant", "content": "Go now."}]}
+    for split in ("val", "test"):
+        (merge / f"{split}.jsonl").write_text(json.dumps(held) + "\n", encoding="utf-8")
+    manifest = modeling.build_base_stage(cfg)
+    assert {Path(i["path"]).name for i in manifest["inputs"]} >= {"val.jsonl", "test.jsonl"}
+    assert manifest["stats"]["domain"]["steps"] > 0
+    # a changed split makes the base stale (its questions decide what the base may see)
+    (merge / "test.jsonl").write_text("", encoding="utf-8")
+    assert modeling.build_base_stage(cfg)["fingerprint"] != manifest["fingerprint"]

@@ -579,13 +579,22 @@ def build_base_stage(cfg, force: bool = False) -> dict | None:
     from healthai.stage import StageRun
 
     corpus = corpus_path(cfg)
-    with StageRun("base-model", cfg, inputs=[corpus], config_sections=["embedded"], force=force,
+    inputs = [corpus]
+    if cfg.embedded.urgent_style_corpus:  # its questions must not include val/test ones: the splits are inputs
+        splits = [cfg.project_path() / "3.merge" / f"{s}.jsonl" for s in ("val", "test")]
+        missing = [p for p in splits if not p.is_file()]
+        if missing:
+            raise InputError("embedded.urgent_style_corpus needs the stage-3 splits to keep their questions out of "
+                             "the base: run stage 3 first (cd 3.Merge && sbatch run-merge.sh), or "
+                             "--set embedded.urgent_style_corpus=false", file=str(missing[0]))
+        inputs += splits
+    with StageRun("base-model", cfg, inputs=inputs, config_sections=["embedded"], force=force,
                   output_subdir="models/embedded-base") as run:
         if run.up_to_date:
             return run.previous
         t0 = time.perf_counter()
         texts = read_answers(corpus, cfg.project.max_record_bytes)
-        if getattr(cfg.embedded, "urgent_style_corpus", False):  # issue 14 lever: healthai.urgent_rule
+        if cfg.embedded.urgent_style_corpus:  # the urgent-rule lever chosen on val: healthai.urgent_rule
             from healthai.urgent_rule import urgent_style_texts
 
             texts = urgent_style_texts(corpus, cfg)

@@ -39,7 +39,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("curation", "1.Initial-curation", "run-curation.sh", "1.curation"),
     Stage("filter", "2.Filter", "run-filter.sh", "2.filter", ("curation",)),
     Stage("merge", "3.Merge", "run-merge.sh", "3.merge", ("filter",)),
-    Stage("base-model", "fine-tuning", "run-build-model.sh", "models/embedded-base", ("curation",)),
+    # after merge: the urgent-style base corpus must leave out the val/test questions (no leak)
+    Stage("base-model", "fine-tuning", "run-build-model.sh", "models/embedded-base", ("curation", "merge")),
     Stage("optuna", "fine-tuning", "run-ft-optuna.sh", "hpo", ("merge", "base-model")),
     Stage("finetune", "fine-tuning", "run-ft.sh", "ft", ("optuna",)),
     Stage("evaluate", "inference", "run-evaluate.sh", "inference", ("finetune",)),
