@@ -1,7 +1,8 @@
 #!/bin/bash
 # Submit the whole pipeline as one Slurm job chain (afterok dependencies), in workshop order:
-#   curation -> filter -> merge -> optuna -> final fine-tuning -> evaluation
-#   curation -> base-model (the embedded stand-in; on Deucalion a no-op check of the Qwen folder)
+#   curation -> filter -> merge -> base-model -> optuna -> final fine-tuning -> evaluation
+#   (base-model builds the embedded stand-in after merge, whose val/test questions it must leave out;
+#   on Deucalion the chain's models.base is Qwen3.5-9B and the stand-in is not used)
 #   clinical (its own branch)
 # Every stage is its folder's own run-*.sh, submitted from that folder as a participant would.
 #
