@@ -389,15 +389,16 @@ def triage_set_section(triage_set: dict, word: str) -> str:
     summaries, first = triage_set["summaries"], triage_set["first_token"]
     lines = [f"{triage_set['items']} questions labelled urgent / not urgent by a clinician "
              f"(`{triage_set['path']}`; real questions and hand-written hard cases). Unlike the split above, "
-             "the labels do not come from the stage-2 detector.", "",
-             f'| model | urgent recall | over-triage | closing sentence | P("{word}") urgent | P("{word}") non-urgent | AUC |',
-             "|---|---|---|---|---|---|---|"]
+             "the labels do not come from the stage-2 detector. Answers are cut after the first few tokens "
+             "(`inference.triage_max_new_tokens`): enough to read the urgent prefix, so no format column.", "",
+             f'| model | urgent recall | over-triage | P("{word}") urgent | P("{word}") non-urgent | AUC |',
+             "|---|---|---|---|---|---|"]
     for name, s in summaries.items():
         f = first.get(name, {})
         pu = "n/a" if f.get("urgent_mean") is None else f"{f['urgent_mean']:.4f}"
         pn = "n/a" if f.get("non_urgent_mean") is None else f"{f['non_urgent_mean']:.4f}"
         auc = "n/a" if f.get("auc") is None else f"{f['auc']:.2f}"
         lines.append(f"| {name} | {_prop_cell(s['urgent_recall'])} | {_prop_cell(s['over_triage'])} | "
-                     f"{_pct(s['closing_rate'])} | {pu} | {pn} | {auc} |")
+                     f"{pu} | {pn} | {auc} |")
     return "\n".join(lines + ["", confusion_table(summaries)])
 
