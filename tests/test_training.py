@@ -62,10 +62,11 @@ def tiny_base(tmp_path_factory) -> Path:
 
 
 def _cfg(base: Path, *extra: str):
+    # step counts below are for the plain data: the urgent lever (default x3) only where a test sets it
     return load_config(overrides=[f"models.base={base}", "site.device=cpu", "finetune.max_length=128",
                                   "finetune.batch_size=4", "finetune.learning_rate=0.003", "finetune.lora_r=4",
                                   "finetune.lora_alpha=8", "finetune.compare_prompts=0", "finetune.tensorboard=false",
-                                  f"filter.closing_sentence={CLOSING}", *extra])
+                                  f"filter.closing_sentence={CLOSING}", "finetune.urgent_oversample=1", *extra])
 
 
 # -- hyperparameters and data (pure) ---------------------------------------------------------------
@@ -298,7 +299,8 @@ def test_torchrun_two_cpu_processes(tiny_base, project_dir):
     cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
            str(REPO_DIR / "fine-tuning" / "simple-fine-tuning.py"), "--set", f"models.base={tiny_base}",
            "--set", "site.device=cpu", "--set", "finetune.max_length=128", "--set", "finetune.batch_size=2",
-           "--set", "finetune.epochs=1", "--set", "finetune.compare_prompts=0", "--set", "finetune.lora_r=4"]
+           "--set", "finetune.epochs=1", "--set", "finetune.compare_prompts=0", "--set", "finetune.lora_r=4",
+           "--set", "finetune.urgent_oversample=1"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads((project_dir / "ft" / "metrics.json").read_text())
@@ -323,7 +325,7 @@ def test_sbatch_run_ft_checkpoints_requeues_and_resumes_to_the_same_adapter(slur
     sets = [f"models.base={tiny_base}", "site.device=cpu", "finetune.max_length=128", "finetune.batch_size=4",
             "finetune.learning_rate=0.003", "finetune.lora_r=4", "finetune.lora_alpha=8", "finetune.lora_dropout=0.0",
             "finetune.epochs=3", "finetune.compare_prompts=0", "finetune.tensorboard=false",
-            "finetune.early_stopping_patience=0"]
+            "finetune.early_stopping_patience=0", "finetune.urgent_oversample=1"]
     stage = REPO_DIR / "fine-tuning"
     env = slurm_env({"HEALTHAI_PROJECT_DIR": str(project_dir), "OMP_NUM_THREADS": "1"})
     args = [a for s in sets for a in ("--set", s)]
@@ -372,7 +374,7 @@ def test_scancel_mid_epoch_then_resubmit_resumes_from_the_last_periodic_checkpoi
     sets = [f"models.base={tiny_base}", "site.device=cpu", "finetune.max_length=128", "finetune.batch_size=4",
             "finetune.learning_rate=0.003", "finetune.lora_r=4", "finetune.lora_alpha=8", "finetune.lora_dropout=0.0",
             "finetune.epochs=3", "finetune.compare_prompts=0", "finetune.tensorboard=false",
-            "finetune.early_stopping_patience=0", "finetune.checkpoint_steps=3"]
+            "finetune.early_stopping_patience=0", "finetune.checkpoint_steps=3", "finetune.urgent_oversample=1"]
     stage = REPO_DIR / "fine-tuning"
     env = slurm_env({"HEALTHAI_PROJECT_DIR": str(project_dir), "OMP_NUM_THREADS": "1"})
     args = [a for s in sets for a in ("--set", s)]
