@@ -104,6 +104,18 @@ def test_read_messages_quarantines_bad_lines(tmp_path):
         training.read_messages(tmp_path / "missing.jsonl")
 
 
+def test_urgent_flags_from_the_sidecar_or_none_without_one(tmp_path, caplog):
+    meta = tmp_path / "train.meta.jsonl"
+    meta.write_text('{"is_urgent": true}\n{"is_urgent": false}\n{}\n')
+    assert training.read_urgent_flags(meta, 3) == [True, False, False]
+    meta.write_text('{"is_urgent": true}\n{}\n')
+    with pytest.raises(InputError, match="2 lines for 3 training records"):
+        training.read_urgent_flags(meta, 3)
+    # a dataset made outside the pipeline has no sidecar: the default lever is skipped, loudly
+    assert training.read_urgent_flags(tmp_path / "none.meta.jsonl", 3) is None
+    assert "urgent_oversample not applied" in caplog.text
+
+
 def test_oversample_repeats_only_urgent_records_deterministically():
     recs = [{"i": i} for i in range(100)]
     flags = [i % 4 == 0 for i in range(100)]

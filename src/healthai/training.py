@@ -116,12 +116,14 @@ def read_messages(path: str | os.PathLike, max_record_bytes: int = 1_000_000) ->
     return good, bad
 
 
-def read_urgent_flags(meta_path: Path, n: int) -> list[bool]:
-    """`is_urgent` per line of the line-aligned `.meta.jsonl` sidecar (missing file: ConfigError)."""
+def read_urgent_flags(meta_path: Path, n: int) -> list[bool] | None:
+    """`is_urgent` per line of the line-aligned `.meta.jsonl` sidecar; None (with a warning) when a
+    dataset has none: the oversampling default must not stop a dataset made outside the pipeline."""
     from healthai.io import read_jsonl
 
     if not meta_path.is_file():
-        raise ConfigError("finetune.urgent_oversample needs the line-aligned meta sidecar", file=str(meta_path))
+        log.warning("%s not found: no urgent flags, finetune.urgent_oversample not applied", meta_path)
+        return None
     rows = read_jsonl(meta_path)
     if len(rows) != n:
         raise InputError(f"meta sidecar has {len(rows)} lines for {n} training records", file=str(meta_path))
@@ -557,7 +559,7 @@ def train_lora(cfg, train_path: str | os.PathLike, val_path: str | os.PathLike, 
     if hp["urgent_oversample"] > 1.0:
         flags = read_urgent_flags(Path(str(train_path).replace(".jsonl", ".meta.jsonl")), len(records))
         n0 = len(records)
-        records = oversample(records, flags, hp["urgent_oversample"], seed)
+        records = oversample(records, flags, hp["urgent_oversample"], seed) if flags else records
         log.info("urgent oversampling x%.2f: %d -> %d training records", hp["urgent_oversample"], n0, len(records))
 
     if save and rank == 0:
@@ -867,8 +869,9 @@ def run_finetune_stage(cfg, force: bool = False, cli_keys: Iterable[str] = ()) -
     hp, hp_file = final_hparams(cfg, cli_keys)
     inputs = [train_path, val_path, base / "config.json"]
     inputs += [p for p in (base / "tokenizer.json", hp_file) if p and Path(p).is_file()]
-    if hp.get("urgent_oversample", 1.0) > 1.0:
-        inputs.append(Path(str(train_path).replace(".jsonl", ".meta.jsonl")))
+    meta = Path(str(train_path).replace(".jsonl", ".meta.jsonl"))
+    if hp.get("urgent_oversample", 1.0) > 1.0 and meta.is_file():  # no sidecar: lever skipped (read_urgent_flags)
+        inputs.append(meta)
     sections = ["finetune", "models", "embedded"] if "embedded-base" in str(base) else ["finetune", "models"]
     rank, world = _distributed()
     if rank != 0:  # other ranks of a multi-process run: train only, rank 0 owns the stage's files
