@@ -2,7 +2,7 @@
 # Submit the whole pipeline as one Slurm job chain (afterok dependencies), in workshop order:
 #   curation -> filter -> merge -> base-model -> optuna -> final fine-tuning -> evaluation
 #   (base-model builds the embedded stand-in after merge, whose val/test questions it must leave out;
-#   on Deucalion the chain's models.base is Qwen3.5-9B and the stand-in is not used)
+#   it is skipped where models.base is another model, e.g. Qwen3.5-9B on Deucalion)
 #   clinical (its own branch)
 # Every stage is its folder's own run-*.sh, submitted from that folder as a participant would.
 #
@@ -44,6 +44,10 @@ declare -A job_of=()
 submitted=()
 while IFS=$'\t' read -r name folder script needs status; do
   if [ -n "$only" ] && [[ ",$only," != *",$name,"* ]]; then continue; fi
+  if [ "$status" = unused ]; then
+    echo "[pipeline] $name: not used here (models.base is not the embedded model), not submitted"
+    continue
+  fi
   if [ "$status" = current ] && [ $force = 0 ]; then
     echo "[pipeline] $name: current (manifest matches inputs, config and code), not submitted"
     continue

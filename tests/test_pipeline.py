@@ -42,6 +42,21 @@ def test_nothing_is_current_in_an_empty_project(project_dir):
     assert not any(current_stages(load_config()).values())
 
 
+def test_the_embedded_base_is_skipped_where_models_base_is_another_model(project_dir, capsys):
+    from healthai.pipeline import main as pipeline_main
+
+    assert pipeline_main(["plan"]) == 0  # local: the embedded base is the base, so it is built
+    assert re.search(r"^base-model\t.*\tto-run$", capsys.readouterr().out, re.M)
+    qwen = ["--set", f"models.base={project_dir}/models/Qwen3.5-9B"]
+    assert pipeline_main(qwen + ["plan"]) == 0
+    plan = capsys.readouterr().out
+    assert re.search(r"^base-model\t.*\tunused$", plan, re.M) and re.search(r"^optuna\t.*\tto-run$", plan, re.M)
+    # an unused stage does not hold back the ones after it
+    assert current_stages(load_config(overrides=[f"models.base={project_dir}/models/Qwen3.5-9B"]))["base-model"]
+    script = (REPO / "slurm" / "submit-pipeline.sh").read_text()
+    assert '"$status" = unused' in script and "not submitted" in script
+
+
 def _run_chain(project: Path, *extra: str, timeout: int = 1500) -> subprocess.CompletedProcess:
     env = slurm_env({"HEALTHAI_PROJECT_DIR": str(project), "HEALTHAI_SITE": "ci"})
     return subprocess.run(["bash", str(REPO / "slurm" / "submit-pipeline.sh"), "--follow", *extra],

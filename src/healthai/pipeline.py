@@ -70,12 +70,20 @@ def manifest_is_current(out_dir: Path, cfg: PipelineConfig) -> bool:
         return False
 
 
+def stage_is_used(stage: Stage, cfg: PipelineConfig) -> bool:
+    """The embedded base is built only where models.base points at it (not on Deucalion, where the
+    base is Qwen3.5-9B); every other stage is always part of the chain."""
+    if stage.name != "base-model":
+        return True
+    return cfg.resolve(cfg.models.base).resolve() == (cfg.project_path() / stage.outputs).resolve()
+
+
 def current_stages(cfg: PipelineConfig) -> dict[str, bool]:
-    """A stage counts as current only if it and every stage it needs are current."""
+    """A stage counts as current only if it and every stage it needs are current (an unused one is)."""
     status: dict[str, bool] = {}
     for stage in STAGES:
-        status[stage.name] = (manifest_is_current(cfg.project_path() / stage.outputs, cfg)
-                              and all(status[n] for n in stage.needs))
+        status[stage.name] = not stage_is_used(stage, cfg) or (
+            manifest_is_current(cfg.project_path() / stage.outputs, cfg) and all(status[n] for n in stage.needs))
     return status
 
 
@@ -170,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         status = current_stages(cfg)
         for s in STAGES:
             needs = ",".join(s.needs) or "-"
-            print(f"{s.name}\t{s.folder}\t{s.script}\t{needs}\t{'current' if status[s.name] else 'to-run'}")
+            state = "unused" if not stage_is_used(s, cfg) else "current" if status[s.name] else "to-run"
+            print(f"{s.name}\t{s.folder}\t{s.script}\t{needs}\t{state}")
         return 0
     if args.cmd == "summary":
         return print_summary(cfg)
