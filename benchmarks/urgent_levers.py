@@ -105,7 +105,7 @@ def score_variant(model, tokenizer, cfg, rows: list[dict], flags: list[bool]) ->
 
 def base_label(base: dict) -> str:
     if base.get("urgent_style_corpus"):
-        return f"question+answer, first-token weight {base.get('urgent_style_weight', 1):g}, {base.get('domain_epochs', 1):g} ep"
+        return f"question+answer, answer-start weight {base.get('urgent_style_weight', 1):g}, {base.get('domain_epochs', 1):g} ep"
     return f"answers only, {base.get('domain_epochs', 1):g} ep" if base else "answers only (not recorded)"
 
 
