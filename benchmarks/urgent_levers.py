@@ -87,9 +87,9 @@ def base_recipe(cfg) -> dict:
 def score_variant(model, tokenizer, cfg, rows: list[dict], flags: list[bool]) -> dict:
     """Greedy answers on the split: closing rate, recall, over-triage (Wilson CIs), P("Seek") by class."""
     from healthai import evaluation as ev
-    from healthai.inference import generate_answers, next_token_probabilities
+    from healthai.inference import generate_answers, next_token_probabilities, question_of
 
-    questions = [next(m["content"] for m in r["messages"] if m["role"] == "user") for r in rows]
+    questions = [question_of(r) for r in rows]
     gens = generate_answers(model, tokenizer, questions, cfg)
     seek = cfg.filter.urgent_prefix.split()[0]
     probs = [p[seek] for p in next_token_probabilities(model, tokenizer, questions, cfg, [seek])]

@@ -48,6 +48,7 @@ SPECIAL_TOKENS = (
 # Real Qwen3.5: these are "special" (skipped when decoding); <tool_call>, <think>, ... are plain added tokens.
 _SKIPPED_IN_DECODE = SPECIAL_TOKENS[:14]
 EOS, PAD = "<|im_end|>", "<|endoftext|>"
+QA_SEPARATOR = "\n\n"  # a (question, answer) base-corpus text is written question + QA_SEPARATOR + answer
 # Qwen2/3/3.5 pre-tokenizer (tokenizer_config.json "pretokenize_regex").
 PRETOKENIZE_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}"
                      r"| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -68,24 +69,30 @@ def answers_of(record: dict) -> list[str]:
     return [a.strip() for a in out if a and a.strip()]
 
 
-def read_answers(path: str | os.PathLike, max_record_bytes: int = 1_000_000) -> list[str]:
-    """Assistant answers of a JSONL file (bad lines are logged and skipped: the corpus only shapes a base)."""
+def read_corpus(path: str | os.PathLike, max_record_bytes: int = 1_000_000) -> list[dict]:
+    """Records of a JSONL corpus (bad lines are logged and skipped: the corpus only shapes a base)."""
     from healthai.io import BadLine, iter_jsonl
 
     path = Path(path)
     if not path.is_file():
         raise InputError("answer corpus not found", file=str(path))
-    texts, bad = [], 0
+    records, bad = [], 0
     for item in iter_jsonl(path, max_record_bytes=max_record_bytes):
         if isinstance(item, BadLine):
             bad += 1
             log.warning("%s: %s (%s), skipped", item.where(), item.reason, item.detail)
             continue
-        texts.extend(answers_of(item.record))
-    if not texts:
-        raise InputError("no assistant answers in the corpus", file=str(path))
+        records.append(item.record)
     if bad:
         log.warning("%s: %d bad line(s) skipped", path, bad)
+    return records
+
+
+def read_answers(path: str | os.PathLike, max_record_bytes: int = 1_000_000) -> list[str]:
+    """Assistant answers of a JSONL corpus (`read_corpus`); none at all is an error."""
+    texts = [answer for record in read_corpus(path, max_record_bytes) for answer in answers_of(record)]
+    if not texts:
+        raise InputError("no assistant answers in the corpus", file=str(path))
     return texts
 
 
@@ -235,7 +242,7 @@ def build_embedded_model(out_dir: str | os.PathLike, texts: Iterable[str] | None
         texts = read_answers(REPO_DIR / "data" / "raw" / "icliniq_2k_chat.jsonl")
     texts = list(texts)
     t0 = time.perf_counter()
-    tokenizer = build_tokenizer([t if isinstance(t, str) else "\n\n".join(t) for t in texts], ec)
+    tokenizer = build_tokenizer([t if isinstance(t, str) else QA_SEPARATOR.join(t) for t in texts], ec)
     model = init_model(embedded_model_config(ec, tokenizer), ec.seed)
     total, _ = count_params(model)
     log.info("tiny Qwen3.5 model: %s params, vocab %d, layers %s (built in %.1f s)", f"{total:,}",
@@ -267,7 +274,7 @@ def domain_blocks(texts: list, tokenizer, block_size: int, max_tokens: int, seed
     for i in order:
         text = texts[i]
         if isinstance(text, tuple):
-            head = tokenizer(f"{text[0]}\n\n", add_special_tokens=False).input_ids
+            head = tokenizer(text[0] + QA_SEPARATOR, add_special_tokens=False).input_ids
             tail = tokenizer(text[1], add_special_tokens=False).input_ids + [eot]
             piece, piece_w = head + tail, [1.0] * (len(head) + len(tail))
             piece_w[len(head)] = answer_start_weight
@@ -581,7 +588,9 @@ def build_base_stage(cfg, force: bool = False) -> dict | None:
     corpus = corpus_path(cfg)
     inputs = [corpus]
     if cfg.embedded.urgent_style_corpus:  # its questions must not include val/test ones: the splits are inputs
-        splits = [cfg.project_path() / "3.merge" / f"{s}.jsonl" for s in ("val", "test")]
+        from healthai.urgent_rule import held_out_split_paths
+
+        splits = held_out_split_paths(cfg)
         missing = [p for p in splits if not p.is_file()]
         if missing:
             raise InputError("embedded.urgent_style_corpus needs the stage-3 splits to keep their questions out of "
@@ -593,11 +602,12 @@ def build_base_stage(cfg, force: bool = False) -> dict | None:
         if run.up_to_date:
             return run.previous
         t0 = time.perf_counter()
-        texts = read_answers(corpus, cfg.project.max_record_bytes)
         if cfg.embedded.urgent_style_corpus:  # the urgent-rule lever chosen on val: healthai.urgent_rule
             from healthai.urgent_rule import urgent_style_texts
 
             texts = urgent_style_texts(corpus, cfg)
+        else:
+            texts = read_answers(corpus, cfg.project.max_record_bytes)
         print(f"[base-model] {len(texts)} answers from {corpus}")
         # build in a sibling temp folder, move files in at the end: a crash never leaves half a model
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=run.out_dir))

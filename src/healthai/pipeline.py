@@ -33,6 +33,8 @@ class Stage:
     outputs: str
     """Output folder under $PROJECT_DIR (where its manifest.json lives)."""
     needs: tuple[str, ...] = ()
+    builds_base: bool = False
+    """Builds a base model: part of the chain only where models.base is its output folder."""
 
 
 STAGES: tuple[Stage, ...] = (
@@ -40,7 +42,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("filter", "2.Filter", "run-filter.sh", "2.filter", ("curation",)),
     Stage("merge", "3.Merge", "run-merge.sh", "3.merge", ("filter",)),
     # after merge: the urgent-style base corpus must leave out the val/test questions (no leak)
-    Stage("base-model", "fine-tuning", "run-build-model.sh", "models/embedded-base", ("curation", "merge")),
+    Stage("base-model", "fine-tuning", "run-build-model.sh", "models/embedded-base", ("curation", "merge"),
+          builds_base=True),
     Stage("optuna", "fine-tuning", "run-ft-optuna.sh", "hpo", ("merge", "base-model")),
     Stage("finetune", "fine-tuning", "run-ft.sh", "ft", ("optuna",)),
     Stage("evaluate", "inference", "run-evaluate.sh", "inference", ("finetune",)),
@@ -71,11 +74,10 @@ def manifest_is_current(out_dir: Path, cfg: PipelineConfig) -> bool:
 
 
 def stage_is_used(stage: Stage, cfg: PipelineConfig) -> bool:
-    """The embedded base is built only where models.base points at it (not on Deucalion, where the
-    base is Qwen3.5-9B); every other stage is always part of the chain."""
-    if stage.name != "base-model":
-        return True
-    return cfg.resolve(cfg.models.base).resolve() == (cfg.project_path() / stage.outputs).resolve()
+    """A base-building stage only where models.base points at its output (the embedded base is not
+    built on Deucalion, where the base is Qwen3.5-9B); every other stage always."""
+    return not stage.builds_base or (
+        cfg.resolve(cfg.models.base).resolve() == (cfg.project_path() / stage.outputs).resolve())
 
 
 def current_stages(cfg: PipelineConfig) -> dict[str, bool]:

@@ -30,9 +30,11 @@ def urgent_style_answer(question: str, answer: str, fcfg) -> str:
 
 def question_of(record: dict) -> str | None:
     """The patient question of a curated/merged record (`messages`) or a raw iCliniq line (`chat`)."""
-    for msg in record.get("messages") or []:
-        if isinstance(msg, dict) and msg.get("role") == "user" and isinstance(msg.get("content"), str):
-            return msg["content"].strip()
+    from healthai.review import message_text
+
+    question = message_text(record, "user").strip()
+    if question:
+        return question
     for turn in record.get("chat") or []:
         for msg in (turn.get("input") or []) if isinstance(turn, dict) else []:
             if isinstance(msg, dict) and msg.get("role") == "user" and isinstance(msg.get("content"), str):
@@ -40,13 +42,17 @@ def question_of(record: dict) -> str | None:
     return None
 
 
+def held_out_split_paths(cfg) -> list[Path]:
+    """3.merge's val and test splits, whose questions the base corpus must leave out."""
+    return [cfg.project_path() / "3.merge" / f"{split}.jsonl" for split in ("val", "test")]
+
+
 def held_out_questions(cfg) -> set[str]:
-    """User questions of 3.merge's val and test splits (if they exist): never in the base corpus."""
+    """User questions of the held-out splits (those that exist): never in the base corpus."""
     from healthai.io import iter_jsonl
 
     out: set[str] = set()
-    for split in ("val", "test"):
-        path = cfg.project_path() / "3.merge" / f"{split}.jsonl"
+    for path in held_out_split_paths(cfg):
         if path.is_file():
             for item in iter_jsonl(path, cfg.project.max_record_bytes):
                 q = question_of(getattr(item, "record", None) or {})
@@ -56,21 +62,21 @@ def held_out_questions(cfg) -> set[str]:
 
 
 def urgent_style_texts(path: str | os.PathLike, cfg) -> list[str | tuple[str, str]]:
-    """Base-corpus (question, answer) pairs, written "question\n\nanswer" by `modeling.domain_blocks`, with urgent-style answers (`urgent_style_answer`), so the
-    base sees the rule in context; records without a question keep the bare answer; questions of the
-    val/test splits are left out (no leak into the held-out evaluation)."""
-    from healthai.io import BadLine, iter_jsonl
-    from healthai.modeling import answers_of
+    """Base-corpus (question, urgent-style answer) pairs, so the base sees the rule in context
+    (`modeling.domain_blocks` writes them "question\n\nanswer"); records without a question keep the
+    bare answer; questions of the val/test splits are left out (no leak into the held-out evaluation)."""
+    from healthai.errors import InputError
+    from healthai.modeling import answers_of, read_corpus
 
     held_out = held_out_questions(cfg)
     texts = []
-    for item in iter_jsonl(Path(path), cfg.project.max_record_bytes):
-        if isinstance(item, BadLine):
-            continue
-        question = question_of(item.record)
+    for record in read_corpus(path, cfg.project.max_record_bytes):
+        question = question_of(record)
         if question and " ".join(question.split()) in held_out:
             continue
-        for answer in answers_of(item.record):
+        for answer in answers_of(record):
             texts.append((question, urgent_style_answer(question, answer, cfg.filter)) if question else answer)
+    if not texts:
+        raise InputError("no assistant answers in the corpus (outside the val/test questions)", file=str(path))
     return texts
 
