@@ -17,8 +17,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from healthai.cli import banner, run_cli, stage_parser
-from healthai.curation import OUTPUT_SUBDIR, curate, input_specs
+from healthai.pipeline.cli import banner, run_cli, stage_parser
+from healthai.data.curation import OUTPUT_SUBDIR, curate, input_specs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from healthai.cli import banner, run_cli, stage_parser
-from healthai.filter_stage import input_path, rewriter_dir, run_filter
+from healthai.pipeline.cli import banner, run_cli, stage_parser
+from healthai.data.filter_stage import input_path, rewriter_dir, run_filter
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,8 @@ Review on a login node, then rerun the stage:
 
 from __future__ import annotations
 
-from healthai.cli import banner, run_cli, stage_parser
-from healthai.merging import run_merge
+from healthai.pipeline.cli import banner, run_cli, stage_parser
+from healthai.data.merging import run_merge
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,8 @@ Example (login node):
 
 from __future__ import annotations
 
-from healthai.cli import run_cli, stage_parser
-from healthai.review import run_review
+from healthai.pipeline.cli import run_cli, stage_parser
+from healthai.data.review import run_review
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import sys
 
-from healthai.cli import banner, run_cli, stage_parser
+from healthai.pipeline.cli import banner, run_cli, stage_parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = stage_parser(__doc__).parse_args(argv)
 
     def body(cfg):
-        from healthai.clinical.stage import OUTPUT_SUBDIR, build_clinical_dataset
+        from healthai.data.clinical.stage import OUTPUT_SUBDIR, build_clinical_dataset
 
         c = cfg.clinical
         banner("clinical", cfg, medicines=c.medicines_csv, drugbank=c.drugbank_csv,

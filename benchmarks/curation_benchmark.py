@@ -40,7 +40,7 @@ import pandas as pd
 import psutil
 
 from healthai.config.curation import CurationConfig
-from healthai.dedup import jaccard, normalize, shingle_hashes
+from healthai.data.dedup import jaccard, normalize, shingle_hashes
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = REPO / "data" / "raw"

@@ -1,7 +1,7 @@
 """Fine-tuning on CPU: our SFT configuration vs TRL's defaults, same model and data, one run.
 
 Measures (writes benchmarks/results/finetune_benchmark.json):
-- training tokens/s (non-padding tokens per second of train()) of `healthai.training.sft_args`
+- training tokens/s (non-padding tokens per second of train()) of `healthai.model.trainer.sft_args`
   (fp32, no activation checkpointing, length-grouped batches) vs an SFTConfig with TRL's defaults
   (bf16 autocast, gradient checkpointing, random batches) — target >= 2x;
 - padding waste per batch (padded positions / all positions) with and without length grouping,
@@ -64,10 +64,10 @@ def padding_waste(lengths: list[int], batch: int, grouped: bool, seed: int) -> f
 def run_training(trainer_cls, model, tok, args, data) -> dict:
     from datasets import Dataset
 
-    from healthai.training import _PeakMemory
+    from healthai.model.monitoring import PeakMemory
 
     trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(data), processing_class=tok)
-    peak = _PeakMemory("cpu").start()
+    peak = PeakMemory("cpu").start()
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from trl import SFTConfig, SFTTrainer
 
-    from healthai import modeling, training
+    from healthai.model import embedded, folder, hparams, lora, trainer
     from healthai.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                                  f"finetune.batch_size={args.batch}", "finetune.lora_dropout=0.0"])
     data = records(args.n, cfg.filter.assistant_system, cfg.filter.closing_sentence)
     with tempfile.TemporaryDirectory() as tmp:
-        base = modeling.build_embedded_model(Path(tmp) / "base")
-        tok = modeling.load_model_and_tokenizer(base, cfg)[1]
-        tok.chat_template = modeling.training_chat_template()
+        base = embedded.build_embedded_model(Path(tmp) / "base")
+        tok = folder.load_model_and_tokenizer(base, cfg)[1]
+        tok.chat_template = folder.training_chat_template()
         lengths = [min(args.max_length, len(tok.apply_chat_template(r["messages"], tokenize=True,
                                                                     return_dict=True)["input_ids"]))
                    for r in data]
@@ -105,18 +105,18 @@ def main(argv: list[str] | None = None) -> int:
                  "random": round(padding_waste(lengths, args.batch, False, 0), 4)}
         print(f"padding waste per batch: length-grouped {waste['grouped']:.1%}, random {waste['random']:.1%}")
 
-        hp = training.resolve_hparams(cfg)
+        hp = hparams.resolve_hparams(cfg)
         results = {}
         for name in ("trl_defaults", "ours"):
             torch.manual_seed(0)
-            model, tok = modeling.load_model_and_tokenizer(base, cfg)
-            tok.chat_template = modeling.training_chat_template()
-            model, _ = training.apply_lora(model, hp, "all-linear")
+            model, tok = folder.load_model_and_tokenizer(base, cfg)
+            tok.chat_template = folder.training_chat_template()
+            model, _ = lora.apply_lora(model, hp, "all-linear")
             if name == "ours":
-                sft = training.sft_args(cfg, hp, Path(tmp) / name, "cpu", torch.float32, max_steps=args.steps,
+                sft = trainer.sft_args(cfg, hp, Path(tmp) / name, "cpu", torch.float32, max_steps=args.steps,
                                         epochs=None, eval_steps=None, seed=0, save=False)
                 sft.eval_strategy = "no"
-                cls = training._trainer_class()
+                cls = trainer._trainer_class()
             else:  # what a user gets from SFTConfig with only the essentials set
                 sft = SFTConfig(output_dir=str(Path(tmp) / name), max_steps=args.steps,
                                 per_device_train_batch_size=args.batch, learning_rate=2e-4,

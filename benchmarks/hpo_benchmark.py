@@ -34,7 +34,7 @@ RESULTS = REPO / "benchmarks" / "results" / "hpo_benchmark.json"
 def search(overrides: list[str], journal: Path, pruning: bool) -> dict:
     import optuna
 
-    from healthai import hpo
+    from healthai.model import hpo
     from healthai.config import load_config
 
     cfg = load_config(overrides=[*overrides, f"hpo.storage={journal}",

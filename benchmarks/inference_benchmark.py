@@ -42,8 +42,8 @@ REAL_9B = dict(hidden_size=4096, intermediate_size=12288, num_attention_heads=16
 
 
 def questions(n: int, workshop: list[str]) -> list[str]:
-    from healthai.io import read_jsonl
-    from healthai.inference import question_of
+    from healthai.pipeline.io import read_jsonl
+    from healthai.model.inference import question_of
 
     out = list(workshop)
     for rec in read_jsonl(REPO / "data" / "raw" / "icliniq_2k_chat.jsonl"):
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from healthai import inference as inf
+    from healthai.model import generation, inference
     from healthai.config import load_config
 
     sets = ["inference.max_new_tokens=%d" % args.max_new_tokens]
@@ -96,31 +96,31 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(args.model) if args.model else cfg.resolve(cfg.models.base)
     source = "given" if args.model else "project embedded-base"
     if not (model_dir / "config.json").is_file():
-        from healthai.modeling import build_embedded_model
+        from healthai.model.embedded import build_embedded_model
 
         tmp = tempfile.TemporaryDirectory()
         model_dir = build_embedded_model(Path(tmp.name) / "embedded", cfg=cfg)
         source = "freshly built embedded model (random weights)"
-    model, tokenizer = inf.load_base(load_config(site="local", overrides=sets + [f"models.base={model_dir}"]))
+    model, tokenizer = inference.load_base(load_config(site="local", overrides=sets + [f"models.base={model_dir}"]))
     if args.real_9b_layers:
         device = model.device
         model = real_sized_model(args.real_9b_layers, tokenizer, model.dtype, device)
         source = f"Qwen3.5-9B layer sizes, {args.real_9b_layers} layers, random weights"
     # Same token count on both paths: no early stop at end-of-turn.
-    inf_kwargs = inf.generation_kwargs
-    inf.generation_kwargs = lambda c, t: {**inf_kwargs(c, t), "min_new_tokens": args.max_new_tokens}
+    inf_kwargs = generation.generation_kwargs
+    generation.generation_kwargs = lambda c, t: {**inf_kwargs(c, t), "min_new_tokens": args.max_new_tokens}
     qs = questions(args.prompts, cfg.inference.prompts)
     params = sum(p.numel() for p in model.parameters())
     print(f"model: {source} ({params:,} params, {model.device}, {model.dtype}); {len(qs)} prompts, "
           f"max_new_tokens {args.max_new_tokens}, batch {args.batch_size}", flush=True)
 
-    inf.generate_answers(model, tokenizer, qs[:2], cfg, batch_size=2)  # warm-up (kernels, allocator)
+    generation.generate_answers(model, tokenizer, qs[:2], cfg, batch_size=2)  # warm-up (kernels, allocator)
     runs = {}
     for name, size in (("one_at_a_time", 1), ("batched", args.batch_size)):
         if model.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        gens = inf.generate_answers(model, tokenizer, qs, cfg, batch_size=size)
+        gens = generation.generate_answers(model, tokenizer, qs, cfg, batch_size=size)
         if model.device.type == "cuda":
             torch.cuda.synchronize()
         wall = time.perf_counter() - t0
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:>14}: {tokens} tokens in {wall:.2f} s = {tokens / wall:.1f} tokens/s", flush=True)
     firsts, totals = [], []
     for i in range(args.stream_repeats):
-        g = inf.stream_answer(model, tokenizer, qs[i % len(qs)], cfg, write=lambda s: None)
+        g = generation.stream_answer(model, tokenizer, qs[i % len(qs)], cfg, write=lambda s: None)
         firsts.append(g.first_token_s)
         totals.append(g.seconds)
     ratio = runs["batched"]["tokens_per_s"] / runs["one_at_a_time"]["tokens_per_s"]
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "target_speedup": 3.0, "interactive_first_token_s": {"median": round(statistics.median(firsts), 4),
                                                              "all": [round(x, 4) for x in firsts]},
         "interactive_answer_s_median": round(statistics.median(totals), 3),
-        "fast_path": __import__("healthai.modeling", fromlist=["x"]).fast_path_active(model),
+        "fast_path": __import__("healthai.model.folder", fromlist=["x"]).fast_path_active(model),
     }
     print(f"batched / one-at-a-time tokens/s: {ratio:.2f}x (target >= 3x); interactive first token "
           f"{result['interactive_first_token_s']['median'] * 1000:.0f} ms (median of {len(firsts)})")

@@ -15,7 +15,7 @@ import platform
 import time
 from pathlib import Path
 
-from healthai.splitting import _UnionFind, group_near_duplicates, jaccard, shingles
+from healthai.data.splitting import _UnionFind, group_near_duplicates, jaccard, shingles
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ record of the input that passes the stage-2 filters.
     .venv/bin/python benchmarks/rewrite_benchmark.py [--model DIR] [--n 16] [--batch-size 8]
 
 --model defaults to the embedded tiny model, built into a temporary folder with
-healthai.modeling. --input defaults to $PROJECT_DIR/1.curation/curated.jsonl when it exists,
+healthai.model.embedded. --input defaults to $PROJECT_DIR/1.curation/curated.jsonl when it exists,
 else the stage-2 test fixture (real iCliniq lines). Writes benchmarks/results/rewrite_benchmark.json.
 Target: batched >= 3x one-at-a-time on CPU.
 """
@@ -31,10 +31,10 @@ FIXTURE = REPO / "tests" / "fixtures" / "filter" / "curated_sample.jsonl"
 
 
 def load_items(path: Path, cfg):
-    from healthai.filtering import filter_record
-    from healthai.io import Line, iter_jsonl
-    from healthai.rewriting import Item
-    from healthai.triage import is_urgent
+    from healthai.data.filtering import filter_record
+    from healthai.pipeline.io import Line, iter_jsonl
+    from healthai.data.rewriting import Item
+    from healthai.data.triage import is_urgent
 
     items = []
     for line in iter_jsonl(path):
@@ -46,9 +46,9 @@ def load_items(path: Path, cfg):
 
 
 def build_embedded(folder: Path) -> Path:
-    from healthai import modeling
+    from healthai.model import embedded
 
-    return Path(modeling.build_embedded_model(folder))
+    return Path(embedded.build_embedded_model(folder))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from healthai.config import load_config
-    from healthai.rewriting import LLMRewriter, RewriteStats, rewrite_items
+    from healthai.data.rewriting import LLMRewriter, RewriteStats, rewrite_items
 
     cfg = load_config()
     default_input = cfg.project_path() / "1.curation" / "curated.jsonl"
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, torch {torch.__version__}, "
                    f"{torch.get_num_threads()} threads",
         "input": str(src.relative_to(REPO) if src.is_relative_to(REPO) else src),
-        "model": str(model_dir) if args.model else "embedded tiny Qwen3.5 (healthai.modeling)",
+        "model": str(model_dir) if args.model else "embedded tiny Qwen3.5 (healthai.model.embedded)",
         "model_parameters": params, "max_new_tokens": args.max_new_tokens, "prompts": len(prompts),
         "llm": runs, "batched_speedup": round(speedup, 2), "batched_speedup_cpu_time": round(cpu_speedup, 2), "target_speedup": 3.0,
         "greedy_replies_identical": f"{agree}/{len(prompts)}", "rules": rules,

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from healthai.config import load_config
-from healthai.io import read_jsonl
-from healthai.triage import is_urgent, urgent_matches
+from healthai.pipeline.io import read_jsonl
+from healthai.data.triage import is_urgent, urgent_matches
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = REPO / "data" / "triage" / "triage_labels.jsonl"

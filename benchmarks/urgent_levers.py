@@ -1,7 +1,7 @@
 """Which lever teaches the embedded model the urgent rule? LoRA fine-tunes with each lever, scored on VAL.
 
 Every variant fine-tunes the same embedded base on `3.merge/train.jsonl` with the pipeline's
-trainer (`healthai.training.train_lora`, the lever switches of the finetune section) and answers
+trainer (`healthai.model.trainer.train_lora`, the lever switches of the finetune section) and answers
 `3.merge/val.jsonl` (never test) greedily; the baseline in the same run is plain LoRA (all
 levers off). Reported per variant: closing-sentence rate, urgent recall, over-triage, mean
 P(first token = "Seek") on urgent vs non-urgent prompts, training seconds. Writes
@@ -48,7 +48,7 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 
 
 def read_split(folder: Path, split: str) -> tuple[list[dict], list[bool]]:
-    from healthai.io import read_jsonl
+    from healthai.pipeline.io import read_jsonl
 
     rows = read_jsonl(folder / f"{split}.jsonl")
     meta = read_jsonl(folder / f"{split}.meta.jsonl")
@@ -56,10 +56,10 @@ def read_split(folder: Path, split: str) -> tuple[list[dict], list[bool]]:
 
 
 def train_variant(cfg, folder: Path, out_dir: Path, args) -> tuple[object, object, dict]:
-    """LoRA SFT through the pipeline's one trainer (`healthai.training.train_lora`, levers from
+    """LoRA SFT through the pipeline's one trainer (`healthai.model.trainer.train_lora`, levers from
     cfg.finetune), then the base + adapter (+ trained format-token rows) loaded as inference does."""
-    from healthai.inference import attach_adapter, load_base
-    from healthai.training import train_lora
+    from healthai.model.inference import attach_adapter, load_base
+    from healthai.model.trainer import train_lora
 
     metrics = train_lora(cfg, folder / "train.jsonl", folder / "val.jsonl", out_dir, epochs=args.epochs,
                          seed=args.seed, save=True, resume=False)
@@ -86,8 +86,9 @@ def base_recipe(cfg) -> dict:
 
 def score_variant(model, tokenizer, cfg, rows: list[dict], flags: list[bool]) -> dict:
     """Greedy answers on the split: closing rate, recall, over-triage (Wilson CIs), P("Seek") by class."""
-    from healthai import evaluation as ev
-    from healthai.inference import generate_answers, next_token_probabilities, question_of
+    from healthai.model import evaluation as ev
+    from healthai.model.generation import generate_answers, next_token_probabilities
+    from healthai.model.inference import question_of
 
     questions = [question_of(r) for r in rows]
     gens = generate_answers(model, tokenizer, questions, cfg)

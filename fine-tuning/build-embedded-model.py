@@ -19,8 +19,9 @@ Example:
 
 from __future__ import annotations
 
-from healthai.cli import banner, run_cli, stage_parser
-from healthai.modeling import build_base_stage, corpus_path
+from healthai.pipeline.cli import banner, run_cli, stage_parser
+from healthai.model.base_stage import build_base_stage
+from healthai.model.base_corpus import corpus_path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,8 @@ On Deucalion (two workers at a time on one study):
 
 from __future__ import annotations
 
-from healthai.cli import banner, run_cli, stage_parser
-from healthai.hpo import run_search, storage_path, train_val_paths
+from healthai.pipeline.cli import banner, run_cli, stage_parser
+from healthai.model.hpo import run_search, storage_path, train_val_paths
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,10 @@ Two processes (data parallel; gloo on CPU, nccl on GPU):
 
 from __future__ import annotations
 
-from healthai.cli import banner, run_cli, stage_parser
-from healthai.training import cli_finetune_keys, dataset_paths, run_finetune_stage
+from healthai.pipeline.cli import banner, run_cli, stage_parser
+from healthai.model.hparams import cli_finetune_keys
+from healthai.model.sft_data import dataset_paths
+from healthai.model.finetune import run_finetune_stage
 
 
 def main(argv: list[str] | None = None) -> int:

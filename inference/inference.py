@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import sys
 
-from healthai.cli import banner, run_cli, stage_parser
+from healthai.pipeline.cli import banner, run_cli, stage_parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     mode = args.mode or "base"
 
     def body(cfg) -> int:
-        from healthai import inference as inf
+        from healthai.model import evaluate, generation, inference
 
         if args.evaluate:
-            banner("inference · evaluate", cfg, split=inf.split_paths(cfg)[0], base=inf.base_path(cfg),
-                   adapter=inf.adapter_path(cfg), output=cfg.project_path() / "inference")
-            result = inf.evaluate(cfg, force=args.force, progress=sys.stderr.isatty())
+            banner("inference · evaluate", cfg, split=evaluate.split_paths(cfg)[0], base=inference.base_path(cfg),
+                   adapter=inference.adapter_path(cfg), output=cfg.project_path() / "inference")
+            result = evaluate.evaluate(cfg, force=args.force, progress=sys.stderr.isatty())
             print(f"report: {cfg.project_path() / 'inference' / 'report.md'}")
             for name, s in (result.get("summaries") or result.get("stats", {}).get("summaries") or {}).items():
                 print(f"  {name:>4}: closing {s['closing_rate']:.1%}, urgent recall "
@@ -68,23 +68,23 @@ def main(argv: list[str] | None = None) -> int:
                       f"{s['over_triage']['k']}/{s['over_triage']['n']}")
             return 0
         if args.merge_adapter:
-            banner("inference · merge adapter", cfg, base=inf.base_path(cfg), adapter=inf.adapter_path(cfg),
+            banner("inference · merge adapter", cfg, base=inference.base_path(cfg), adapter=inference.adapter_path(cfg),
                    output=args.merge_adapter)
-            out = inf.merge_adapter(cfg, args.merge_adapter, force=args.force)
+            out = inference.merge_adapter(cfg, args.merge_adapter, force=args.force)
             print(f"merged model: {out} (loads with AutoModelForCausalLM.from_pretrained)")
             return 0
-        questions = [] if args.interactive else inf.resolve_prompts(cfg, args.prompt, args.prompts_file)
-        banner(f"inference · {mode}", cfg, base=inf.base_path(cfg),
-               adapter=inf.adapter_path(cfg) if mode == "ft" else "none (base model)",
+        questions = [] if args.interactive else inference.resolve_prompts(cfg, args.prompt, args.prompts_file)
+        banner(f"inference · {mode}", cfg, base=inference.base_path(cfg),
+               adapter=inference.adapter_path(cfg) if mode == "ft" else "none (base model)",
                prompts="interactive" if args.interactive else len(questions),
                visible_gpus=os.environ.get("CUDA_VISIBLE_DEVICES", "not set"))
-        model, tokenizer = inf.load_for_inference(cfg, mode)
+        model, tokenizer = inference.load_for_inference(cfg, mode)
         if args.interactive:
-            inf.interactive(model, tokenizer, cfg, mode)
+            inference.interactive(model, tokenizer, cfg, mode)
             return 0
-        gens = inf.generate_answers(model, tokenizer, questions, cfg, batch_size=args.batch_size,
+        gens = generation.generate_answers(model, tokenizer, questions, cfg, batch_size=args.batch_size,
                                     progress=sys.stderr.isatty())
-        inf.print_answers(gens, mode)
+        inference.print_answers(gens, mode)
         return 0
 
     return run_cli("inference", args, body)

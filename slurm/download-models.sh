@@ -24,6 +24,6 @@ for i in "${!repos[@]}"; do
   hf download "${repos[$i]}" --local-dir "$dest" \
     --include "*.safetensors" "*.json" "*.jinja" "merges.txt" "vocab.json" "*.model" "LICENSE" "README.md"
   export HF_HUB_OFFLINE=1
-  python -m healthai.modeling check "$dest"
+  python -m healthai.model.folder check "$dest"
   unset HF_HUB_OFFLINE
 done

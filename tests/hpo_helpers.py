@@ -3,7 +3,7 @@
 The stand-in drives the pruning callback exactly as the Trainer does (on_step_end each
 step, on_evaluate every eval_steps) with a loss curve set by the learning rate, so the
 search loop, the journal and the pruner are exercised without a model. Tests that need
-real training use healthai.training.train_lora.
+real training use healthai.model.trainer.train_lora.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _worker_main(argv: list[str] | None = None) -> int:
     import logging
 
     from healthai.config import load_config
-    from healthai.hpo import run_search
+    from healthai.model.hpo import run_search
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--sleep", type=float, default=0.0)

@@ -12,7 +12,7 @@ TASK_TYPES = ("clinical_profile", "therapeutic_reasoning", "pharmacological_inve
 
 TEMPLATE_FIELDS = frozenset({"medicine", "ingredients", "ingredient_names", "n_ingredients", "uses",
                              "side_effects", "inventory", "mechanism", "indication"})
-"""Placeholders a template may use; every value comes from the tables (see healthai.clinical.tasks)."""
+"""Placeholders a template may use; every value comes from the tables (see healthai.data.clinical.tasks)."""
 
 
 @dataclass

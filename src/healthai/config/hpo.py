@@ -104,7 +104,7 @@ class HPOConfig:
     """Training epochs per trial (short: only the ranking of trials matters)."""
     max_steps_per_trial: int | None = field(None, min=1)
     """Cap on training steps per trial; null = epochs_per_trial decides."""
-    train_function: str = "healthai.training:train_lora"
+    train_function: str = "healthai.model.trainer:train_lora"
     """The training function each trial calls (module:function), the same one the final fine-tuning uses."""
     space: dict[str, ParamSpace] = field(default_factory=lambda: {
         "lora_r": ParamSpace("int", 8, 56, step=16),

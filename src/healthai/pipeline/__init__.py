@@ -1,0 +1,1 @@
+"""The stage contract (lock, manifest, atomic outputs), file io, the stage CLI and the job chain."""
