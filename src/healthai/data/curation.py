@@ -18,9 +18,12 @@ import csv
 import io
 import json
 import logging
+import multiprocessing
 import os
 import random
 import re
+import signal
+import sys
 import time
 from collections import Counter, defaultdict, deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -185,8 +188,32 @@ class Curator:
 _WORKER: Curator | None = None
 
 
-def _init_worker(cfg: CurationConfig) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this worker when its parent dies, however it dies.
+
+    Why PR_SET_PDEATHSIG and not a process group the runner kills: a SIGKILLed parent runs no
+    cleanup at all, and outside Slurm (laptop, `make demo` without Slurm, CI) no cgroup ends
+    the workers either; blocked on a pipe write to the dead parent, they would live forever.
+    The kernel's parent-death signal needs no cooperation from the parent. Elsewhere (macOS)
+    it is a no-op: the executor's own watchdog is all there is.
+    """
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    # The parent may have died between fork and prctl: then no signal will ever come.
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _init_worker(cfg: CurationConfig, parent_pid: int) -> None:
     global _WORKER
+    if sys.platform.startswith("linux"):
+        _die_with_parent(parent_pid)
     _WORKER = Curator(cfg)
 
 
@@ -216,7 +243,11 @@ class Runner:
             log.info("curation: %d worker processes", self.workers)
             # ProcessPoolExecutor, not multiprocessing.Pool: a worker that dies (OOM kill) fails the
             # stage instead of leaving it waiting forever for the lost batch.
-            self.pool = ProcessPoolExecutor(self.workers, initializer=_init_worker, initargs=(self.cfg,))
+            # fork on Linux, named: the workers' parent must be this process (a forkserver would
+            # be their parent under Python 3.14's default, and outlive us for the death signal).
+            context = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
+                                            initargs=(self.cfg, os.getpid()))
         if self.pool is None:
             return self.local.batch(records)
         return self.pool.submit(_work, records)

@@ -1,0 +1,65 @@
+"""The curation stage's worker processes end when the stage dies, however it dies (issue 18)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEADLINE_S = 120
+"""Bound on every wait below; generous because CI may be loaded. Nothing waits a fixed time."""
+
+
+def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes still running (a zombie has ended: only its exit status waits to be read)."""
+    alive = []
+    for p in procs:
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _wait_for(what: str, check, deadline_s: float = DEADLINE_S):
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)  # poll interval, not synchronisation: the state is re-read each time
+    raise AssertionError(f"never happened within {deadline_s:.0f} s: {what}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killing_the_stage_leaves_no_worker_behind(tmp_path, how):
+    env = dict(os.environ, HEALTHAI_PROJECT_DIR=str(tmp_path / "project"))
+    cmd = [sys.executable, str(REPO / "1.Initial-curation/curate_dataset.py"), "--site", "ci",
+           "--input", str(REPO / "data/raw/chatdoctor5k.json"), "--set", "curation.workers=2"]
+    stage = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        parent = psutil.Process(stage.pid)
+        # Mid-way: both workers started and the parent still curating.
+        workers = _wait_for("the stage starting its 2 worker processes",
+                            lambda: len(parent.children()) >= 2 and parent.children())
+        assert stage.poll() is None, "the stage ended before it could be killed mid-way"
+        stage.send_signal(how)
+        stage.wait(timeout=DEADLINE_S)
+        _wait_for(f"the workers {[p.pid for p in workers]} ending after their parent got {how.name}",
+                  lambda: not _alive(workers))
+    finally:
+        if stage.poll() is None:
+            stage.kill()
+            stage.wait()
+        for p in _alive(locals().get("workers") or []):
+            p.kill()  # leave nothing behind even when the assertion failed
+        stage.stderr.close()
