@@ -55,9 +55,18 @@ def scripted_loss(hparams: dict, step: int, steps: int) -> float:
     return 3.0 - 0.5 * math.log10(hparams["learning_rate"] / 1e-5) * step / steps + 0.001 * hparams["lora_r"]
 
 
+_CALLS = [0]
+
+
 def scripted_train(cfg, train_path, val_path, out_dir, hparams, callbacks=(), max_steps=None, epochs=1.0,
-                   eval_steps=10, seed=0, save=False, sleep=0.0, **_):
-    """train_lora's contract without a model: calls the callbacks like the Trainer, returns metrics."""
+                   eval_steps=10, seed=0, save=False, sleep=0.0, hang_in_call=0, **_):
+    """train_lora's contract without a model: calls the callbacks like the Trainer, returns metrics.
+
+    hang_in_call=N: the N-th call in this process blocks for good after its first evaluation, so
+    that a kill drill finds a trial mid-way however slow the machine is (the killer waits for
+    that state, not for a time)."""
+    _CALLS[0] += 1
+    hang = hang_in_call and _CALLS[0] == hang_in_call
     steps = max_steps or 40
     loss = None
     for step in range(1, steps + 1):
@@ -70,6 +79,8 @@ def scripted_train(cfg, train_path, val_path, out_dir, hparams, callbacks=(), ma
             loss = scripted_loss(hparams, step, steps)
             for cb in callbacks:
                 cb.on_evaluate(None, state, None, metrics={"eval_loss": loss})
+            while hang:  # until the drill's SIGKILL
+                time.sleep(60)
     return {"eval_loss": loss, "train_steps": steps}
 
 
@@ -84,11 +95,13 @@ def _worker_main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--hang-in-call", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")
     cfg = load_config(overrides=args.overrides)
-    summary = run_search(cfg, train_fn=functools.partial(scripted_train, sleep=args.sleep))
+    summary = run_search(cfg, train_fn=functools.partial(scripted_train, sleep=args.sleep,
+                                                                hang_in_call=args.hang_in_call))
     print(json.dumps({"ran": [r["number"] for r in summary.ran], "counts": summary.counts,
                       "sampler_seed": summary.sampler_seed, "report": summary.report_written}), flush=True)
     return 0

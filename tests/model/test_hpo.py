@@ -20,6 +20,7 @@ from healthai.model import embedded, hparams, hpo
 from healthai.config import REPO_DIR, load_config
 from healthai.errors import ConfigError, StageError
 from hpo_helpers import scripted_train, write_merge_splits
+from waiting import wait_for
 
 TESTS = Path(__file__).resolve().parents[1]
 SHORT = ["hpo.max_steps_per_trial=20", "hpo.eval_steps=5", "hpo.n_warmup_steps=5"]
@@ -205,10 +206,10 @@ def test_a_trial_that_raises_is_failed_and_not_counted(project_dir):
 
 
 # -- resume after SIGKILL, parallel workers ----------------------------------------------------
-def _worker(project_dir: Path, *overrides: str, sleep: float = 0.0) -> subprocess.Popen:
+def _worker(project_dir: Path, *overrides: str, sleep: float = 0.0, hang_in_call: int = 0) -> subprocess.Popen:
     env = {**os.environ, "HEALTHAI_PROJECT_DIR": str(project_dir),
            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    args = [sys.executable, str(TESTS / "hpo_helpers.py"), "--sleep", str(sleep)]
+    args = [sys.executable, str(TESTS / "hpo_helpers.py"), "--sleep", str(sleep), "--hang-in-call", str(hang_in_call)]
     for o in [*SHORT, *overrides]:
         args += ["--set", o]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -218,18 +219,22 @@ def _worker(project_dir: Path, *overrides: str, sleep: float = 0.0) -> subproces
 def test_resume_after_sigkill_fails_the_orphaned_trial_and_ends_with_exactly_n(project_dir):
     write_merge_splits(project_dir)
     cfg = _cfg("hpo.n_trials=3")
-    proc = _worker(project_dir, "hpo.n_trials=3", sleep=0.1)  # 20 steps x 0.1 s = 2 s per trial
-    deadline = time.time() + 60
-    running = None
-    while time.time() < deadline and running is None:
-        time.sleep(0.3)
-        if (project_dir / "hpo" / "journal.log").is_file():
+    # The worker's second trial blocks after its first evaluation: the state below is reached
+    # however loaded the machine is, and stays until the SIGKILL.
+    proc = _worker(project_dir, "hpo.n_trials=3", hang_in_call=2)
+
+    def mid_trial() -> int | None:
+        """The number of a running trial with a reported evaluation, once one trial is complete.
+        Waits for the study's record, not the journal file: the file exists before the record."""
+        try:
             trials = _study(cfg).trials
-            done = [t for t in trials if t.state == TrialState.COMPLETE]
-            live = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
-            if done and live:
-                running = live[0].number
-    assert running is not None, proc.communicate(timeout=5)
+        except KeyError:  # optuna: 'Record does not exist.' (study not created yet)
+            return None
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        live = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
+        return live[0].number if done and live else None
+
+    running = wait_for(mid_trial, "a completed trial and a running one with an evaluation", proc=proc)
     proc.send_signal(signal.SIGKILL)  # mid-trial: it has reported at least one evaluation
     proc.wait(timeout=10)
     assert _study(cfg).trials[running].state == TrialState.RUNNING  # a journal has no heartbeat

@@ -329,10 +329,10 @@ def test_sbatch_run_ft_checkpoints_requeues_and_resumes_to_the_same_adapter(slur
     """The real wrapper on the local cluster: Slurm's time-limit warning (USR1 to the batch shell, what
     `--signal=B:USR1@60` sends) -> checkpoint -> `scontrol requeue` -> the restarted job resumes.
     Tolerance: the final adapter within 1e-5 of an uninterrupted in-process run (dropout off, as above)."""
-    import time
 
     from safetensors.torch import load_file
-    from slurm_helpers import job_info, sbatch, slurm_env, wait_job
+    from slurm_helpers import sbatch, slurm_env, wait_job
+    from waiting import wait_for
 
     _write_split(project_dir, n_train=64, n_val=4)
     sets = [f"models.base={tiny_base}", "site.device=cpu", "finetune.max_length=128", "finetune.batch_size=4",
@@ -344,11 +344,10 @@ def test_sbatch_run_ft_checkpoints_requeues_and_resumes_to_the_same_adapter(slur
     args = [a for s in sets for a in ("--set", s)]
     job = sbatch(stage / "run-ft.sh", args, cwd=stage, env=env, sbatch_args=["--time=00:15:00"])
     stamp = project_dir / "ft" / "checkpoints" / trainer.FINGERPRINT
-    deadline = time.time() + 300
-    while not stamp.is_file() and time.time() < deadline:
-        time.sleep(1)
-    assert stamp.is_file(), f"training did not start: {job_info(job, env)}"
-    time.sleep(1)
+    # The fingerprint is written after the USR1 handler is installed: from then on the signal
+    # is caught (before the first step too: the first step then saves and stops).
+    wait_for(stamp.is_file, f"the training's checkpoint fingerprint {stamp} (job {job})",
+             interval_s=0.5)
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=env, check=True)
     info = wait_job(job, 900, env)
     log = Path(info["StdOut"]).read_text(errors="replace")
@@ -381,7 +380,8 @@ def test_scancel_mid_epoch_then_resubmit_resumes_from_the_last_periodic_checkpoi
     import time
 
     from safetensors.torch import load_file
-    from slurm_helpers import job_info, sbatch, slurm_env, wait_job
+    from slurm_helpers import sbatch, slurm_env, wait_job
+    from waiting import wait_for
 
     _write_split(project_dir, n_train=64, n_val=4)
     sets = [f"models.base={tiny_base}", "site.device=cpu", "finetune.max_length=128", "finetune.batch_size=4",
@@ -398,10 +398,7 @@ def test_scancel_mid_epoch_then_resubmit_resumes_from_the_last_periodic_checkpoi
 
     t0 = time.time()
     first = sbatch(stage / "run-ft.sh", args, cwd=stage, env=env, sbatch_args=["--time=00:15:00"])
-    deadline = time.time() + 300
-    while not complete_checkpoints() and time.time() < deadline:
-        time.sleep(0.2)
-    assert complete_checkpoints(), f"no checkpoint within 300 s: {job_info(first, env)}"
+    wait_for(complete_checkpoints, f"a complete periodic checkpoint in {ckpt_dir} (job {first})", interval_s=0.2)
     subprocess.run(["scancel", first], env=env, check=True)
     killed = wait_job(first, 120, env)
     second = None

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
-import time
 import subprocess
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from healthai.config import load_config
 from healthai.pipeline.chain import BY_NAME, STAGES, current_stages
 from slurm_helpers import REPO, job_info, slurm_env, wait_job
+from waiting import wait_for
 
 
 def test_every_stage_script_exists_with_deucalion_lines():
@@ -115,9 +114,12 @@ def test_scancel_mid_chain_then_rerun_gives_the_same_outputs(slurm_cluster, tmp_
     assert submitted.returncode == 0, submitted.stderr
     jobs = dict(re.findall(r"\[pipeline\] (\S+): job (\d+)", submitted.stdout))
     # cancel stage 1 while it runs: its dependants are cancelled with it
-    deadline = time.time() + 120
-    while job_info(jobs["curation"], env).get("JobState") != "RUNNING" and time.time() < deadline:
-        time.sleep(0.2)
+    def curation_state() -> str | None:
+        state = job_info(jobs["curation"], env).get("JobState")
+        assert state in ("PENDING", "RUNNING"), f"curation job {jobs['curation']} is {state} before the scancel"
+        return state == "RUNNING" and state
+
+    wait_for(curation_state, f"curation job {jobs['curation']} RUNNING", interval_s=0.2)
     subprocess.run(["scancel", jobs["curation"]], env=env, check=True)
     for job in jobs.values():
         assert wait_job(job, 120, env)["JobState"] == "CANCELLED"
