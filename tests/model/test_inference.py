@@ -282,7 +282,12 @@ def test_merged_model_loads_with_plain_automodel(tiny_models, tmp_path):
     peft_model, _ = inference.load_for_inference(cfg, "ft")
     ids = tokenizer(generation.render_prompt(tokenizer, PROMPTS[0], cfg), return_tensors="pt")["input_ids"]
     with torch.no_grad():
-        assert torch.allclose(merged(ids).logits, peft_model(ids).logits, atol=1e-4)
+        a, b = merged(ids).logits, peft_model(ids).logits
+    # W + BA summed once vs x(W) + x(B)(A) every step: fp32 rounding through ~70 positions of the
+    # recurrent (GatedDeltaNet) layers reaches 3e-4 on logits of magnitude ~4 (measured; the thread
+    # count changes it), so 1e-3; the next-token choice must not change at all.
+    assert torch.allclose(a, b, atol=1e-3), float((a - b).abs().max())
+    assert torch.equal(a.argmax(-1), b.argmax(-1))
     with pytest.raises(ConfigError):                                       # never overwrites silently
         inference.merge_adapter(cfg, out)
 
