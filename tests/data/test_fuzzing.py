@@ -3,7 +3,7 @@
 Fuzzed targets:
 - the input readers (`healthai.data.readers.read_input`: JSON array, the JSONL formats, CSV/TSV); the bare
   JSONL reader `healthai.pipeline.io.iter_jsonl` is fuzzed in test_reliability.py;
-- the text cleaning and phrase-removal rules (`healthai.cleaning`, `filtering.remove_forbidden`);
+- the text cleaning and phrase-removal rules (`healthai.data.cleaning`, `filtering.remove_forbidden`);
 - the dosage detector (`filtering.find_dosages`) and the whole stage-2 rule chain (`filter_record`);
 - the extraction of the rewriter LLM's JSON reply (`rewriting.extract_json`);
 - the review-CSV parser (`review.parse_review_csv`).

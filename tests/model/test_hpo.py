@@ -381,3 +381,15 @@ def test_best_params_file_is_what_the_final_training_uses(project_dir, tiny_base
     assert (adapter["r"], adapter["lora_alpha"], adapter["lora_dropout"]) == (24, 48, 0.02)
     metrics = json.loads((project_dir / "ft" / "metrics.json").read_text())
     assert metrics["hparams_file"] == str(best) and metrics["hparams"]["learning_rate"] == 1e-3
+
+
+def test_the_project_trainer_gets_a_trainer_callback_before_transformers_is_loaded():
+    # In a Slurm job the search starts before anything imports transformers: the decision must come
+    # from the train function, or the real Trainer gets a reporter without its hooks (on_init_end).
+    code = ("import sys; from healthai.model import hpo, trainer; from hpo_helpers import scripted_train; "
+            "assert 'transformers' not in sys.modules, 'imported too early'; "
+            "print(hpo.needs_trainer_callback(trainer.train_lora), hpo.needs_trainer_callback(scripted_train))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=TESTS,
+                         env={**os.environ, "PYTHONPATH": str(TESTS)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False"]

@@ -11,7 +11,7 @@ An answer table is a list of rows, one per test item:
 Every function here is pure (no model, no files) except the writers at the bottom. The
 format rules are the training data's own: the closing sentence, the urgent prefix, the
 forbidden phrases, the dosage detector and the sentence splitter all come from stage 2
-(`healthai.filtering`, `healthai.validation`), so "compliant" means the same thing at both ends.
+(`healthai.data.filtering`, `healthai.data.validation`), so "compliant" means the same thing at both ends.
 """
 
 from __future__ import annotations

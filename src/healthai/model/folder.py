@@ -111,7 +111,7 @@ def check_model_folder(path: str | os.PathLike, load_tokenizer: bool = True) -> 
         raise ModelError(f"model folder has no *.safetensors weights{extra}", file=str(path))
     if not (path / "tokenizer.json").is_file():
         raise ModelError("model folder has no tokenizer.json (without it transformers builds a tokenizer that "
-                         "encodes to nothing; derive it with `python -m healthai.modeling derive-tokenizer DIR`)",
+                         "encodes to nothing; derive it with `python -m healthai.model.folder derive-tokenizer DIR`)",
                          file=str(path))
     info = {"path": str(path), "model_type": text_cfg.get("model_type") or config.get("model_type"),
             "vocab_size": vocab, "weights": weights}
@@ -234,7 +234,7 @@ def meta_model(config_or_path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m healthai.modeling check DIR`: validate a model folder as every stage does."""
+    """`python -m healthai.model.folder check DIR`: validate a model folder as every stage does."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m healthai.model.folder", description=main.__doc__)

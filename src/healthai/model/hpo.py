@@ -438,12 +438,16 @@ def call_train_fn(train_fn: TrainFn, cfg: PipelineConfig, train_path: Path, val_
     return train_fn(cfg, train_path, val_path, trial_dir, hparams=hparams, **kwargs)
 
 
+def needs_trainer_callback(train_fn: TrainFn) -> bool:
+    """A real trainer (the project's, or anything once transformers is loaded) needs a TrainerCallback;
+    a stand-in trainer gets the plain reporter, so that a search without a model never imports torch."""
+    return "transformers" in sys.modules or getattr(train_fn, "__module__", "").startswith("healthai.model.")
+
+
 def run_trial(trial: optuna.Trial, cfg: PipelineConfig, train_fn: TrainFn, train_path: Path, val_path: Path,
               trial_dir: Path) -> dict:
     """Train one trial; returns what the worker tells Optuna (state, value, steps, metrics)."""
-    # A real trainer (healthai.training, or anything that loaded transformers) needs a TrainerCallback.
-    real = "transformers" in sys.modules or getattr(train_fn, "__module__", "") == "healthai.training"
-    callback = make_pruning_callback(trial, trainer=real)
+    callback = make_pruning_callback(trial, trainer=needs_trainer_callback(train_fn))
     hparams = dict(trial.params)
     seed = trial.user_attrs.get("seed", trial_seed(cfg.hpo.seed, trial.number))
     t0 = time.time()
