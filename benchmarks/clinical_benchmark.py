@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import runinfo  # benchmarks/runinfo.py: the run's own date, commit, machine, load, versions
+
+RUN = runinfo.start()
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "clinical_benchmark.json"
 BASELINE = """
@@ -63,9 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     base_wall = statistics.median(w for w, _ in base_runs)
     result = {
         "benchmark": "clinical_benchmark",
-        "date": "2026-11-27",
-        "machine": f"2-core CPU box ({platform.machine()}, {os.cpu_count()} CPUs visible, Python "
-                   f"{platform.python_version()})",
         "repeat": args.repeat,
         "stage": {"wall_s_median": round(stage_wall, 2), "wall_s_all": [round(w, 2) for w, _ in stage_runs],
                   "peak_rss_mib": round(max(r for _, r in stage_runs), 1)},
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "items": {t: sum(v.values()) for t, v in stats["items"].items()},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    runinfo.write(RESULTS, RUN, result)
     print(f"{'what':34s}{'wall s (median)':>16s}{'peak RSS MiB':>14s}")
     print(f"{'stage 4, full tables':34s}{stage_wall:>16.2f}{result['stage']['peak_rss_mib']:>14.1f}")
     print(f"{'baseline: pandas reads the 3 CSVs':34s}{base_wall:>16.2f}"

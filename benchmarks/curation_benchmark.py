@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import resource
@@ -41,6 +40,10 @@ import psutil
 
 from healthai.config.curation import CurationConfig
 from healthai.data.dedup import jaccard, normalize, shingle_hashes
+
+import runinfo  # benchmarks/runinfo.py: the run's own date, commit, machine, load, versions
+
+RUN = runinfo.start()
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = REPO / "data" / "raw"
@@ -265,11 +268,10 @@ def main() -> int:
              "peak_rss_mb": round(peak_mb, 1), "saved": stats["total_examples_saved"],
              "duplicates_removed": stats["duplicates_removed"], "low_quality_removed": stats["low_quality_removed"],
              "dedup_internal": stats.get("dedup"), **score(pred, truth, present)}
-    result = {"date": "2026-11-27", "machine": f"2-core CPU box ({platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} cpus visible)", "records": args.records, "injected_near_duplicates": int(args.records * args.dup_share),
+    result = {"records": args.records, "injected_near_duplicates": int(args.records * args.dup_share),
               "corpus": facts, "stage": stage, "pandas_exact_baseline": baseline}
     out = REPO / "benchmarks" / "results" / "curation_benchmark.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    runinfo.write(out, RUN, result)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -19,11 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import runinfo  # benchmarks/runinfo.py: the run's own date, commit, machine, load, versions
+
+RUN = runinfo.start()
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -129,12 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                 sft.gradient_checkpointing)
             print(f"{name}: {results[name]}")
     ratio = results["ours"]["tokens_per_s"] / results["trl_defaults"]["tokens_per_s"]
-    report = {"date": "2026-11-27", "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared)",
-              "torch": torch.__version__, "examples": args.n, "steps": args.steps, "batch": args.batch,
+    report = {"examples": args.n, "steps": args.steps, "batch": args.batch,
               "max_length": args.max_length, "padding_waste": waste, "training": results,
               "speedup_ours_vs_trl_defaults": round(ratio, 2)}
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(report, indent=2) + "\n")
+    runinfo.write(OUT, RUN, report)
     print(f"ours vs TRL defaults: {ratio:.2f}x tokens/s -> {OUT}")
     return 0
 

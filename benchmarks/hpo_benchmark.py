@@ -18,14 +18,16 @@ benchmarks/results/hpo_benchmark.json.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import runinfo  # benchmarks/runinfo.py: the run's own date, commit, machine, load, versions
+
+RUN = runinfo.start()
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "hpo_benchmark.json"
@@ -79,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     wall_saved = 1 - pruned["wall_s"] / plain["wall_s"]
     loss_given_up = pruned["best_eval_loss"] / plain["best_eval_loss"] - 1
     result = {
-        "benchmark": "hpo_pruning", "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}, Python "
-                   f"{platform.python_version()}",
+        "benchmark": "hpo_pruning",
         "same_hyperparameters_proposed": same_params,
         "steps_saved": round(steps_saved, 4), "wall_saved": round(wall_saved, 4),
         "best_loss_given_up": round(loss_given_up, 5),
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "no_pruning": plain, "pruning": pruned,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    runinfo.write(args.out, RUN, result)
     print(f"{'':14}{'no pruning':>12}{'pruning':>12}")
     print(f"{'trials':14}{plain['counts']['counted']:>12}{pruned['counts']['counted']:>12}"
           f"   ({pruned['counts']['pruned']} pruned)")

@@ -22,14 +22,16 @@ CPU: batched >= 3x the tokens/s of one-at-a-time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import runinfo  # benchmarks/runinfo.py: the run's own date, commit, machine, load, versions
+
+RUN = runinfo.start()
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -135,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         totals.append(g.seconds)
     ratio = runs["batched"]["tokens_per_s"] / runs["one_at_a_time"]["tokens_per_s"]
     result = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"
-        + (f", {torch.cuda.get_device_name(0)}" if model.device.type == "cuda" else ""),
-        "load_average_1m_at_end": round(os.getloadavg()[0], 2), "torch": torch.__version__, "model": source, "params": params, "device": str(model.device),
+        "gpu": torch.cuda.get_device_name(0) if model.device.type == "cuda" else None, "model": source, "params": params, "device": str(model.device),
         "dtype": str(model.dtype).replace("torch.", ""), "prompts": len(qs),
         "max_new_tokens": args.max_new_tokens, "runs": runs, "batched_speedup": round(ratio, 2),
         "target_speedup": 3.0, "interactive_first_token_s": {"median": round(statistics.median(firsts), 4),
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['interactive_first_token_s']['median'] * 1000:.0f} ms (median of {len(firsts)})")
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "inference_benchmark_9b_layers.json" if args.real_9b_layers else "inference_benchmark.json"
-    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
+    runinfo.write(RESULTS / name, RUN, result)
     print(f"written: {RESULTS / name}")
     if tmp:
         tmp.cleanup()

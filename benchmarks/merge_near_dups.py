@@ -11,11 +11,14 @@ sentence appended), at 451 (the workshop's final set) and 2,000 questions.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 
 from healthai.data.splitting import _UnionFind, group_near_duplicates, jaccard, shingles
+
+import runinfo  # benchmarks/runinfo.py: the run's own date, commit, machine, load, versions
+
+RUN = runinfo.start()
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,8 +47,9 @@ def exhaustive(texts: list[str], threshold: float, k: int) -> list[int]:
 
 
 def main() -> None:
+    """MinHash-LSH vs exhaustive pairwise Jaccard on the merge stage's question counts (--quick: 200)."""
     rows = []
-    for n in (451, 2000):
+    for n in ((200,) if runinfo.quick() else (451, 2000)):
         texts = questions(n)
         t0 = time.perf_counter()
         lsh = group_near_duplicates(texts, threshold=0.7, shingle_words=3, num_perm=128, seed=42)
@@ -57,10 +61,10 @@ def main() -> None:
                      "minhash_lsh_s": round(t_lsh, 3), "exhaustive_s": round(t_brute, 3),
                      "speedup": round(t_brute / t_lsh, 2)})
         print(rows[-1])
-    out = {"date": "2026-11-27", "machine": f"2-core CPU box ({platform.machine()})", "results": rows}
-    path = REPO / "benchmarks" / "results" / "merge_near_dups.json"
+    out = {"results": rows}
+    path = runinfo.results_dir() / "merge_near_dups.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    runinfo.write(path, RUN, out)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,16 @@ Target: batched >= 3x one-at-a-time on CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import runinfo  # benchmarks/runinfo.py: the run's own date, commit, machine, load, versions
+
+RUN = runinfo.start()
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "rewrite_benchmark.json"
@@ -120,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         params = sum(p.numel() for p in llm.model.parameters())
 
     result = {
-        "benchmark": "rewrite_benchmark", "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads",
+        "benchmark": "rewrite_benchmark", "torch_threads": torch.get_num_threads(),
         "input": str(src.relative_to(REPO) if src.is_relative_to(REPO) else src),
         "model": str(model_dir) if args.model else "embedded tiny Qwen3.5 (healthai.model.embedded)",
         "model_parameters": params, "max_new_tokens": args.max_new_tokens, "prompts": len(prompts),
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "greedy_replies_identical": f"{agree}/{len(prompts)}", "rules": rules,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    runinfo.write(RESULTS, RUN, result)
     print(f"wrote {RESULTS.relative_to(REPO)}")
     return 0
 

@@ -16,9 +16,7 @@ Every miss and false alarm is listed with the patterns that fired, for the next 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
 import re
 import sys
 import time
@@ -27,6 +25,10 @@ from pathlib import Path
 from healthai.config import load_config
 from healthai.pipeline.io import read_jsonl
 from healthai.data.triage import is_urgent, urgent_matches
+
+import runinfo  # benchmarks/runinfo.py: the run's own date, commit, machine, load, versions
+
+RUN = runinfo.start()
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = REPO / "data" / "triage" / "triage_labels.jsonl"
@@ -102,11 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(overrides=args.overrides)
     records = read_jsonl(args.labels)
     result = evaluate(records, cfg.filter)
-    result = {"date": "2026-11-27", "machine": f"2-core CPU box ({platform.machine()})",
-              "labels": str(args.labels.relative_to(REPO)) if args.labels.is_relative_to(REPO) else str(args.labels),
+    result = {"labels": str(args.labels.relative_to(REPO)) if args.labels.is_relative_to(REPO) else str(args.labels),
               "overrides": args.overrides, **result}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    runinfo.write(args.out, RUN, result)
     print(f"{'part':<13} {'rule':<15} {'n':>4} {'prec':>6} {'recall':>6} {'F1':>6} {'over':>6}")
     for part in ("all", "real", "hand_written"):
         for rule in ("slide_keywords", "detector"):

@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
-import time
 from pathlib import Path
+
+import runinfo  # benchmarks/runinfo.py: the run's own date, commit, machine, load, versions
+
+RUN = runinfo.start()
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "urgent_levers.json"
@@ -191,10 +193,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{val['urgent_recall']['rate']:.2f} over {val['over_triage']['rate']:.2f} "
               f"P(Seek) {val['p_seek_urgent']:.3f}/{val['p_seek_non_urgent']:.3f} AUC {val['p_seek_auc']:.2f}", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"date": "2026-11-27", "machine": f"2-core CPU box ({platform.machine()}), "
-                                        "shared with other jobs", "split": args.split, "train": len(train_rows),
-                                        "val": len(val_rows), "val_urgent": sum(val_flags), "variants": results},
-                                       indent=2) + "\n")
+        runinfo.write(args.out, RUN, {"split": args.split, "train": len(train_rows), "val": len(val_rows),
+                                      "val_urgent": sum(val_flags), "variants": results})
         plot(results, args.out.with_suffix(".png"))
     return 0
 
