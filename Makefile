@@ -9,7 +9,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test test-fast cluster-start cluster-stop clean-runs config
+.PHONY: venv demo test test-fast bench bench-quick cluster-start cluster-stop clean-runs config
 
 venv: $(STAMP)
 
@@ -30,6 +30,13 @@ test: venv
 
 test-fast: venv
 	umask 007 && $(VENV)/bin/python -m pytest -q -m "not slow and not slurm"
+
+# Every benchmark, then benchmarks/README.md's table (see there how long it takes); quick: a smoke check.
+bench: venv
+	umask 007 && bash benchmarks/run-all.sh
+
+bench-quick: venv
+	umask 007 && HEALTHAI_BENCH_QUICK=1 bash benchmarks/run-all.sh
 
 cluster-start:
 	bash slurm/local-cluster.sh start

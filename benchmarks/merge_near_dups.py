@@ -62,7 +62,7 @@ def main() -> None:
                      "speedup": round(t_brute / t_lsh, 2)})
         print(rows[-1])
     out = {"results": rows}
-    path = runinfo.results_dir() / "merge_near_dups.json"
+    path = REPO / "benchmarks" / "results" / "merge_near_dups.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     runinfo.write(path, RUN, out)
 

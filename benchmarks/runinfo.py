@@ -110,11 +110,23 @@ def finish(info: dict) -> dict:
     return done
 
 
+def destination(path: str | os.PathLike) -> Path:
+    """A script's result path, moved into `results_dir()` when that is not benchmarks/results
+    (a quick run, or HEALTHAI_BENCH_RESULTS): the measured figures are never overwritten."""
+    path = Path(path)
+    default = REPO / "benchmarks" / "results"
+    target = results_dir()
+    if target != default and path.parent.resolve() == default.resolve():
+        return target / path.name
+    return path
+
+
 def write(path: str | os.PathLike, info: dict, results: dict) -> Path:
     """`{"run": ..., **results}` as JSON at `path`, atomically (temp file + rename)."""
-    path = Path(path)
+    path = destination(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"run": finish(info), **results}
+    print(f"[bench] {Path(info['argv'][0]).stem}: wrote {path}", flush=True)
     tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
     tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
