@@ -15,7 +15,7 @@ plan=(
   "curation_benchmark.py||--records 5000"
   "inference_benchmark.py||--prompts 4 --max-new-tokens 16 --stream-repeats 1"
   "rewrite_benchmark.py||--n 4 --max-new-tokens 16 --repeat 1"
-  "finetune_benchmark.py||--n 16 --steps 2 --max-length 128"
+  "finetune_benchmark.py||--n 16 --steps 2 --batch 4 --max-length 384"
   "hpo_benchmark.py||--n-trials 2"
   "urgent_levers.py||skip"
 )
