@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from healthai.pipeline.cli import banner, run_cli, stage_parser
 
@@ -78,13 +79,19 @@ def main(argv: list[str] | None = None) -> int:
                adapter=inference.adapter_path(cfg) if mode == "ft" else "none (base model)",
                prompts="interactive" if args.interactive else len(questions),
                visible_gpus=os.environ.get("CUDA_VISIBLE_DEVICES", "not set"))
+        t0 = time.perf_counter()
         model, tokenizer = inference.load_for_inference(cfg, mode)
+        loaded = time.perf_counter() - t0
+        print(f"[{mode}] model loaded in {loaded:.1f} s", flush=True)
         if args.interactive:
             inference.interactive(model, tokenizer, cfg, mode)
             return 0
         gens = generation.generate_answers(model, tokenizer, questions, cfg, batch_size=args.batch_size,
-                                    progress=sys.stderr.isatty())
+                                           progress=sys.stderr.isatty())
         inference.print_answers(gens, mode)
+        # What a 10-minute `bash gpu.sh` allocation has to hold (README: when it ends first).
+        print(f"[{mode}] timing: loading {loaded:.1f} s + {len(gens)} answers {time.perf_counter() - t0 - loaded:.1f} s"
+              f" = {time.perf_counter() - t0:.1f} s", flush=True)
         return 0
 
     return run_cli("inference", args, body)
