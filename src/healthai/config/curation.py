@@ -34,6 +34,56 @@ class InputSpec:
 
 
 @dataclass
+class BoilerplateMiningConfig:
+    """Boilerplate mined from the corpus: opening/closing sentences a source repeats across its answers."""
+
+    enabled: bool = True
+    """Count normalised opening and closing sentences (and lines) of every answer before curating; remove the frequent ones."""
+    positions: list[str] = field(default_factory=lambda: ["opening", "closing"], choices=("opening", "closing"))
+    """Where a repeated sentence counts as boilerplate: the start and/or the end of an answer."""
+    edge_sentences: int = field(2, min=1, max=10)
+    """How many sentences at each end of an answer are the opening / closing position."""
+    min_words: int = field(2, min=1)
+    """Shorter sentences are never mined ("No.", "Yes." carry the answer)."""
+    min_share_per_source: float = field(0.02, min=0.0, max=1.0)
+    """A candidate of one source recurs in at least this share of the source's answers (same position) ..."""
+    min_count_per_source: int = field(10, min=2)
+    """... and in at least this many of them."""
+    min_share_overall: float = field(0.01, min=0.0, max=1.0)
+    """A candidate of the whole corpus (all sources) recurs in at least this share of all answers ..."""
+    min_count_overall: int = field(50, min=2)
+    """... and in at least this many of them."""
+    keep_medical: bool = True
+    """A candidate with medical content (medical_patterns) is reported but kept ("drink plenty of fluids")."""
+    medical_patterns: list[str] = field(default_factory=lambda: [
+        r"\b(?:doctors?|physicians?|gp|specialists?|[a-z]+ologists?|pediatrician|surgeons?|nurses?|pharmacists?|"
+        r"hospitals?|clinics?|emergency|a&e|er)\b",
+        r"\b(?:symptoms?|fever|pain\w*|aches?|cough\w*|breath\w*|blood|pressure|sugar|infections?|inflammation|"
+        r"rash\w*|swell\w*|bleed\w*|vomit\w*|nausea|diarrh\w*|dizz\w*|headaches?|allerg\w*|virus\w*|viral|"
+        r"bacteri\w*|covid|flu|cold|pregnan\w*|injur\w*|wounds?)\b",
+        r"\b(?:medic\w*|drugs?|tablets?|pills?|doses?|dosage|antibiotics?|vaccin\w*|treat\w*|therap\w*|surgery|"
+        r"diagnos\w*|tests?|scans?|x-?rays?|mri|ultrasound|prescri\w*)\b",
+        r"\b(?:fluids?|water|hydrat\w*|rest|sleep|diet|exercise|hygiene|masks?|isolat\w*|quarantine|smok\w*|"
+        r"alcohol|weight|vitamins?|skin|heart|lungs?|chest|stomach|kidneys?|liver|throat)\b",
+    ])
+    """Regexes (case-insensitive): a mined sentence matching one has medical content."""
+    remove_anyway: list[str] = field(default_factory=list)
+    """Regexes: a mined sentence matching one is removed even with medical content (e.g. the platform's "consult a doctor on X")."""
+    veto: list[str] = field(default_factory=list)
+    """Sentences (as listed in mined_boilerplate.csv; compared normalised) that are never removed."""
+    report_top: int = field(20, min=0)
+    """Candidates listed per source in stats.json and the review sample (all are in mined_boilerplate.csv)."""
+
+    def validate(self) -> None:
+        for name in ("medical_patterns", "remove_anyway"):
+            for i, pattern in enumerate(getattr(self, name)):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"{name}[{i}] is not a valid regular expression: {exc}") from None
+
+
+@dataclass
 class CurationConfig:
     """Read raw Q&A, clean, filter, deduplicate, scrub personal data (stage 1)."""
 
@@ -91,6 +141,19 @@ class CurationConfig:
         r"(?:\s*(?:mr|mrs|ms|miss|dr|prof)\.)?(?:[^.,!?:;\n]{0,40}?[.,!?:;]+|\s+(?=[A-Z])|$)\s*"
     )
     """An opening salutation ("Hi,", "Dear Mr. X,", "Hello doctor.") removed from the start of an answer."""
+    repair_sentence_boundaries: bool = True
+    """Put a space after a full stop glued to the next sentence ("safety.Regards"), before a title glued to a word ("RegardsDr.") and after a greeting glued to the next word ("HelloThanks"); never inside numbers (3.5), abbreviations (e.g.) or URLs."""
+    closing_formulas: list[str] = field(default_factory=lambda: [
+        r"(?:thanks|thank\s+you)(?:\s+(?:and|&)\s+(?:best\s+|kind\s+|warm\s+)?regards)?",
+        r"(?:best|kind|warm|warmest|with\s+best)?\s*(?:regards|rgds)",
+        r"take\s*care(?:\s+of\s+(?:yourself|your\s*self))?",
+        r"(?:best|good)\s+wishes",
+        r"(?:i\s+)?wish(?:ing)?\s+you\s+(?:a\s+)?(?:good|great|speedy|quick|early|fast)\s+(?:health|recovery)",
+        r"get\s+well\s+soon", r"stay\s+(?:safe|healthy|well)", r"sincerely", r"yours\s+(?:truly|sincerely)",
+        r"all\s+the\s+best", r"good\s+luck", r"god\s+bless(?:\s+you)?",
+        r"thanks?(?:\s+you)?\s+for\s+(?:the|your)\s+(?:query|question|trust)",
+    ])
+    """Closing formulas (regex): at the end of an answer, with or without a following title and name ("Regards, Dr. X"), also glued to the previous sentence without a space or full stop, they are removed."""
     token_pattern: str = r"chat\s*doctor"
     """ChatDoctor's anonymisation token: a sentence holding it is broken (text was cut there) and is dropped whole."""
     clause_level_min_words: int = field(25, min=1)
@@ -132,6 +195,8 @@ class CurationConfig:
         r"^\s*(?:hi|hello|dear)\b",
     ])
     """Safety net: a kept answer that still matches one of these is rejected as 'boilerplate_residue'."""
+    boilerplate_mining: BoilerplateMiningConfig = field(default_factory=BoilerplateMiningConfig)
+    """Boilerplate mined from the corpus itself (a new platform's call-to-action, sign-off): see the section's keys."""
 
     # -- personal data -----------------------------------------------------------------
     scrub_pii: bool = True
@@ -142,20 +207,22 @@ class CurationConfig:
     """Replacement text per kind of personal data."""
     pii_name_triggers: list[str] = field(default_factory=lambda: [
         r"\b(?:dear|hi|hello|hey|hii|greetings)\b(?=\s)",
-        r"\b(?:mr|mrs|ms|miss|mx|dr|prof)\b\.?",
+        r"\b(?:mr|mrs|ms|miss|mx|dr|prof|doctor)\b\.?",
+        r"(?-i:(?:(?<=[a-z])|\b)(?:Dr|Prof)\.?(?=[A-Z][a-z]))",
         r"\b(?:regards|thanks|sincerely|yours\s+truly|best\s+wishes|cheers),(?:\s*-)?",
         r"\bmy\s+(?:son|daughter|husband|wife|mother|father|mom|dad|brother|sister|friend|boyfriend|girlfriend|"
         r"baby|child|partner)\s*,",
     ])
-    """Regexes after which one to three capitalised words are taken to be a person's name."""
+    """Regexes after which one to three capitalised words are taken to be a person's name ("Dr.Name", "Dr Name", "DrName", "Doctor Name")."""
     pii_name_intro_triggers: list[str] = field(default_factory=lambda: [
         r"\bmy\s+name\s+is\b",
         r"\bi\s+am\s+called\b",
         r"\bname\s*:",
+        r"(?:regards|take\s*care|wishes|thanks|thank\s+you|sincerely)[\s,.-]*(?:dr|doctor|prof)\b\.?",
         r"\bmy\s+(?:son|daughter|husband|wife|mother|father|mom|dad|brother|sister|friend|boyfriend|girlfriend|"
         r"baby|child|partner)(?:'s|s)\s+name\s+is\b",
     ])
-    """Regexes after which the next word is a name even in lower case ("my name is john")."""
+    """Regexes after which the next word is a name even in lower case ("my name is john", a sign-off's "Regards Dr.xxxx")."""
     pii_not_names: list[str] = field(default_factory=lambda: [
         "doctor", "doc", "dr", "sir", "madam", "maam", "ma'am", "there", "all", "team", "everyone", "friend",
         "chat", "chatdoctor", "i", "im", "i'm", "my", "we", "you", "the", "a", "an", "and", "thanks", "thank",
@@ -169,6 +236,8 @@ class CurationConfig:
         "after", "before", "since", "when", "what", "how", "why", "who", "had", "have", "has", "was",
         "took", "take", "got", "get", "went", "need", "feel", "feeling", "been", "being", "not",
         "husband", "wife", "son", "daughter", "brother", "baby", "child", "years", "year", "months",
+        "appointment", "appointments", "visit", "visits", "office", "clinic", "consultation", "advice", "note",
+        "notes", "said", "says", "told", "says", "prescribed", "recommended", "suggested", "advised",
     ])
     """Capitalised words after a trigger that are NOT names (lower-case comparison)."""
 
@@ -209,7 +278,7 @@ class CurationConfig:
             raise ValueError(f"min_question_words ({self.min_question_words}) > max_question_words "
                              f"({self.max_question_words})")
         for name in ("inline_patterns", "drop_sentence_patterns", "residue_patterns", "pii_name_triggers",
-                     "pii_name_intro_triggers"):
+                     "pii_name_intro_triggers", "closing_formulas"):
             for i, pattern in enumerate(getattr(self, name)):
                 try:
                     re.compile(pattern)

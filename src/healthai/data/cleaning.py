@@ -66,16 +66,21 @@ class Rules:
     token_m: Matcher | None = None
     drop_m: tuple[Matcher, ...] = ()
     residue_m: tuple[Matcher, ...] = ()
+    closing: re.Pattern | None = None
+    closing_formula: re.Pattern | None = None
+    repair: bool = False
 
 
 def compile_rules(cfg: CurationConfig) -> Rules:
     return _compile(tuple(cfg.artifact_replacements.items()), tuple(cfg.inline_patterns), cfg.greeting_pattern,
                     cfg.token_pattern, cfg.clause_level_min_words, tuple(cfg.drop_sentence_patterns),
-                    tuple(cfg.residue_patterns), cfg.max_repeated_punctuation)
+                    tuple(cfg.residue_patterns), cfg.max_repeated_punctuation, tuple(cfg.closing_formulas),
+                    cfg.repair_sentence_boundaries)
 
 
 @lru_cache(maxsize=8)
-def _compile(artifacts, inline, greeting, token, clause_min_words, drop, residue, max_repeat) -> Rules:
+def _compile(artifacts, inline, greeting, token, clause_min_words, drop, residue, max_repeat, closing=(),
+             repair=False) -> Rules:
     flags = re.IGNORECASE
     compiled_artifacts = tuple((re.compile(p), r) for p, r in artifacts)
     compiled_inline = tuple(re.compile(p, flags) for p in inline)
@@ -97,7 +102,25 @@ def _compile(artifacts, inline, greeting, token, clause_min_words, drop, residue
         token_m=Matcher(compiled_token),
         drop_m=tuple(Matcher(p) for p in compiled_drop),
         residue_m=tuple(Matcher(p) for p in compiled_residue),
+        closing=_closing_pattern(closing) if closing else None,
+        closing_formula=re.compile("|".join(f"(?:{f})" for f in closing), re.I) if closing else None,
+        repair=repair,
     )
+
+
+# A sign-off's signature: an optional title, one to three name words (a lower-case one only after a title:
+# "Dr.xxxx"), an optional qualification after a comma ("Dr. X, Pulmonologist").
+_SIGNATURE = (r"(?:(?:dr|doctor|prof)\b\.?\s*(?:[A-Za-z][\w'’-]*)(?:\s+(?-i:[A-Z])[\w'’-]*){0,2}"
+              r"|(?-i:[A-Z])[\w'’-]*(?:\s+(?-i:[A-Z])[\w'’-]*){0,2})"
+              r"(?:\s*[,(-]\s*(?-i:[A-Z])[\w.]*(?:\s+[A-Za-z][\w.]*){0,3}\)?)?")
+
+
+def _closing_pattern(formulas: tuple[str, ...]) -> re.Pattern:
+    """A closing formula, its optional signature, then only punctuation to the end of the text."""
+    alternatives = "|".join(f"(?:{f})" for f in formulas)
+    # a bare signature after a full stop ("… avoid travel. Dr. X.") is a sign-off too (`strip_closing`)
+    return re.compile(rf"(?:(?:{alternatives})\b[\s,.!:;-]*(?:{_SIGNATURE})?|(?=(?:dr|doctor|prof)\b){_SIGNATURE})"
+                      rf"[\s.!]*$", re.IGNORECASE)
 
 
 # -- text cleaning ----------------------------------------------------------------------
@@ -144,6 +167,78 @@ def clean_text(text: str, cfg: CurationConfig, rules: Rules | None = None) -> st
     text = _CONTROL.sub("", text)
     text = normalize_whitespace(text)
     return collapse_punctuation(text, rules)
+
+
+# -- glued sentences -----------------------------------------------------------------------
+# "safety.Regards", "really?Yes": a sentence end with no space before the next capitalised word; the
+# character before is a lower-case letter or a bracket, so "3.5" and "U.S.A" never match.
+_GLUED_STOP = re.compile(r"(?<=[a-z)\]])([.!?])(?=[A-Z][a-z]|I\b)")
+# "RegardsDr.", "careDoctor": a title glued to the end of a word (a sign-off run into the signature).
+_GLUED_TITLE = re.compile(r"(?<=[a-z])(?=(?:Dr|Doctor|Prof)(?:\.|(?=[A-Z])|\b))")
+# "HelloThanks", "Hello dearWarm welcome" ("Hi.Welcome" is a glued stop): a greeting run into the next word.
+_GLUED_GREETING = re.compile(r"\b([Hh]i+|[Hh]ello+|[Hh]ey|[Dd]ear|Greetings)(?=[A-Z][a-z])")
+_GREETING_ZONE = 40
+# "Healthcaremagic.comI have": a domain run into the next sentence.
+_GLUED_DOMAIN = re.compile(r"(?<=[a-z]\.com|[a-z]\.org|[a-z]\.net)(?=[A-Z])")
+# "thoroughly.* The pain": a bullet glued to a sentence end hides the boundary from the splitter.
+_GLUED_BULLET = re.compile(r"(?<=[.!?:;])[*•]+(?=\s)")
+_NOT_A_BOUNDARY = ("://", "www.", "@")
+_CLOSING_TAIL = 160
+_TITLE = re.compile(r"(?:dr|doctor|prof)\b", re.I)
+
+
+def repair_boundaries(text: str) -> str:
+    """Insert the space a glued sentence end, sign-off title or greeting lacks; not inside URLs or e-mails.
+
+    Abbreviations glued to a word ("e.g.Rest", "Dr.Smith") get a space too, which reads the same and
+    lets the sentence splitter (abbreviation-aware) and the PII rules see the words.
+    """
+    if _GLUED_GREETING.search(text, 0, _GREETING_ZONE):
+        text = _GLUED_GREETING.sub(r"\1, ", text[:_GREETING_ZONE]) + text[_GREETING_ZONE:]
+    if ".com" in text or ".org" in text or ".net" in text:
+        text = _GLUED_DOMAIN.sub(" ", text)
+    if "*" in text or "•" in text:
+        text = _GLUED_BULLET.sub("", text)
+    if _GLUED_TITLE.search(text):
+        text = _GLUED_TITLE.sub(" ", text)
+    if not _GLUED_STOP.search(text):
+        return text
+
+    def space(match: re.Match) -> str:
+        start = text.rfind(" ", 0, match.start()) + 1
+        end = text.find(" ", match.end())
+        token = text[start:end if end >= 0 else len(text)]
+        if any(marker in token.lower() for marker in _NOT_A_BOUNDARY):
+            return match.group(1)  # www.CareLine.com, http://Example.org, john@Mail.com
+        return match.group(1) + " "
+
+    return _GLUED_STOP.sub(space, text)
+
+
+def strip_closing(text: str, rules: Rules) -> str:
+    """Remove closing formulas at the end of an answer with their signature ("… safety. Regards Dr. X.").
+
+    A formula glued to the previous sentence without a full stop ("… for safety Regards Dr. X") only
+    counts when it starts with a capital (a new sentence run on); the text before it gets the full stop.
+    """
+    if rules.closing is None:
+        return text
+    for _ in range(3):  # "Thanks. Take care. Regards, Dr. X"
+        # a closing formula and its signature are short: look at the tail only (the pattern is anchored at $)
+        match = rules.closing.search(text, max(0, len(text) - _CLOSING_TAIL))
+        if match is None:
+            break
+        start = match.start()
+        while text[start].isspace():
+            start += 1
+        before = text[:start].rstrip()
+        bare = _TITLE.match(text, start) is not None and not rules.closing_formula.match(text, start)
+        if before and before[-1] not in ".!?\n":
+            if bare or not text[start].isupper() or before[-1] in "([":
+                break  # "... you must take care": part of the sentence
+            before = before.rstrip(" ,;:-") + "."
+        text = before
+    return text
 
 
 # -- sentences --------------------------------------------------------------------------
@@ -251,12 +346,20 @@ def drop_boilerplate(sentence: str, rules: Rules, active: Active | None = None) 
     return text if _FINAL_PUNCT.search(text) else text + "."
 
 
+def remove_inline(text: str, rules: Rules) -> str:
+    """ChatDoctor's artefacts fixed, inline notes ("(attachment removed to protect patient identity)") removed."""
+    text = _substitute(rules.artifacts_m, text)
+    return _substitute(tuple((m, " ") for m in rules.inline_m), text)
+
+
 def remove_boilerplate(text: str, cfg: CurationConfig, rules: Rules | None = None) -> str:
     """Drop greetings, sign-offs and ChatDoctor-token sentences from an answer; tidy what is left."""
     rules = rules or compile_rules(cfg)
-    text = _substitute(rules.artifacts_m, text)
-    text = _substitute(tuple((m, " ") for m in rules.inline_m), text)
-    text = strip_greeting(normalize_whitespace(text), rules)
+    text = remove_inline(text, rules)
+    if rules.repair:
+        text = repair_boundaries(text)
+    # a run-on sign-off ("… for you Regards Dr. X") first: the sentence drops would take its sentence whole
+    text = strip_greeting(strip_closing(normalize_whitespace(text), rules), rules)
     active = active_rules(text, rules)  # sentences and clauses are parts of text
     paragraphs = []
     for paragraph in text.split("\n"):
@@ -267,7 +370,7 @@ def remove_boilerplate(text: str, cfg: CurationConfig, rules: Rules | None = Non
         if kept:
             kept[0] = strip_greeting(kept[0], rules)
             paragraphs.append(join_sentences(kept))
-    text = "\n".join(p for p in paragraphs if p.strip())
+    text = strip_closing("\n".join(p for p in paragraphs if p.strip()), rules)
     text = _LEADING_JUNK.sub("", text)
     text = _TRAILING_JUNK.sub(r"\1", text)
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", normalize_whitespace(text))

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from healthai.data.boilerplate import BoilerplateMiner, MinedBoilerplate, candidates_csv, format_mined, report
 from healthai.data.cleaning import Rules, clean_text, compile_rules, remove_boilerplate, residual_boilerplate, word_count
 from healthai.config import PipelineConfig
 from healthai.config.curation import CurationConfig, InputSpec
@@ -49,7 +50,7 @@ log = logging.getLogger("healthai.curation")
 
 OUTPUT_SUBDIR = "1.curation"
 DECISIONS = ("accept", "reject", "edit")
-REVIEW_COLUMNS = ("id", "source", "decision", "edited_answer", "note", "question", "answer")
+REVIEW_COLUMNS = ("id", "source", "decision", "edited_answer", "note", "question", "answer", "boilerplate_mined")
 BATCH_RECORDS = 500
 """Records per task of a worker process (amortises pickling; small enough to keep the workers busy)."""
 _TERMINAL = re.compile(r"[.!?][\"')\]]*$")
@@ -70,6 +71,8 @@ class Outcome:
     phrases_cleaned: bool = False
     pii: dict = field(default_factory=dict)
     language: str = ""
+    mined: list[str] = field(default_factory=list)
+    """Sentences removed as mined boilerplate (`healthai.data.boilerplate`)."""
 
 
 def is_truncated(answer: str, tail_words: set[str]) -> bool:
@@ -83,13 +86,16 @@ def is_truncated(answer: str, tail_words: set[str]) -> bool:
     return bool(last and last.group(1).lower() in tail_words)
 
 
-def curate_record(raw: RawRecord, cfg: CurationConfig, rules: Rules, tail_words: set[str]) -> Outcome:
-    """Clean, strip boilerplate, scrub and filter one record (no I/O, no dedup)."""
+def curate_record(raw: RawRecord, cfg: CurationConfig, rules: Rules, tail_words: set[str],
+                  mined: MinedBoilerplate | None = None) -> Outcome:
+    """Clean, strip boilerplate (hand rules, then the mined sentences), scrub and filter one record (no I/O, no dedup)."""
     out = Outcome(raw)
     question = clean_text(raw.question, cfg, rules)
     answer = clean_text(raw.answer, cfg, rules)
     out.text_cleaned = question != raw.question.strip() or answer != raw.answer.strip()
     stripped = remove_boilerplate(answer, cfg, rules)
+    if mined:
+        stripped, out.mined = mined.strip(stripped, raw.source)
     out.phrases_cleaned = stripped != answer
     if cfg.scrub_pii:
         question, q_spans = scrub_pii(question, cfg)
@@ -105,10 +111,12 @@ def curate_record(raw: RawRecord, cfg: CurationConfig, rules: Rules, tail_words:
         out.text_cleaned = True
     if n_answer < cfg.min_answer_words:
         n_before = word_count(answer)
+        mined_note = f"{len(out.mined)} mined boilerplate sentences ({out.mined[0]!r}…)" if out.mined else ""
         if n_before >= cfg.min_answer_words:
-            return _reject(out, "boilerplate_only",
-                           f"{n_answer} words left of {n_before} after removing greetings and sign-offs")
-        return _reject(out, "answer_too_short", f"{n_answer} words < min_answer_words={cfg.min_answer_words}")
+            return _reject(out, "boilerplate_only", f"{n_answer} words left of {n_before} after removing greetings"
+                                                    f" and sign-offs{' and ' + mined_note if mined_note else ''}")
+        return _reject(out, "answer_too_short", f"{n_answer} words < min_answer_words={cfg.min_answer_words}"
+                                                f"{' after removing ' + mined_note if mined_note else ''}")
     if n_answer > cfg.max_answer_words:
         return _reject(out, "answer_too_long", f"{n_answer} words > max_answer_words={cfg.max_answer_words}")
     if n_question < cfg.min_question_words:
@@ -137,6 +145,8 @@ def curated_entry(out: Outcome) -> dict:
         meta["pii_scrubbed"] = out.pii
     meta["text_cleaned"] = out.text_cleaned
     meta["phrases_cleaned"] = out.phrases_cleaned
+    if out.mined:
+        meta["boilerplate_mined"] = out.mined
     if "system" in raw.extra:
         meta["system"] = raw.extra["system"]
     return {"id": raw.id, "messages": [{"role": "user", "content": out.question},
@@ -167,17 +177,18 @@ class Curator:
     outputs are the same with any number of workers.
     """
 
-    def __init__(self, cfg: CurationConfig):
+    def __init__(self, cfg: CurationConfig, mined: MinedBoilerplate | None = None):
         self.cfg = cfg
         self.rules = compile_rules(cfg)
         self.tail_words = {w.lower() for w in cfg.truncation_tail_words}
         self.dedup = Deduplicator(cfg)
+        self.mined = mined
 
     def batch(self, records: list[RawRecord]) -> list[tuple[Outcome, Features | None]]:
         """(outcome without its raw record, dedup features of a kept one) per record."""
         out = []
         for raw in records:
-            outcome = curate_record(raw, self.cfg, self.rules, self.tail_words)
+            outcome = curate_record(raw, self.cfg, self.rules, self.tail_words, self.mined)
             features = None if outcome.reason else self.dedup.features(
                 _dedup_text(outcome.question, outcome.answer, self.cfg.dedup_on))
             outcome.raw = None  # the caller holds it: not pickled back
@@ -210,11 +221,11 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _init_worker(cfg: CurationConfig, parent_pid: int) -> None:
+def _init_worker(cfg: CurationConfig, parent_pid: int, mined: MinedBoilerplate | None = None) -> None:
     global _WORKER
     if sys.platform.startswith("linux"):
         _die_with_parent(parent_pid)
-    _WORKER = Curator(cfg)
+    _WORKER = Curator(cfg, mined)
 
 
 def _work(records: list[RawRecord]) -> list[tuple[Outcome, Features | None]]:
@@ -232,10 +243,11 @@ def available_cpus() -> int:
 class Runner:
     """Runs `Curator.batch` here, or in `workers` processes once an input has more than one batch."""
 
-    def __init__(self, cfg: CurationConfig, workers: int):
+    def __init__(self, cfg: CurationConfig, workers: int, mined: MinedBoilerplate | None = None):
         self.cfg = cfg
         self.workers = workers
-        self.local = Curator(cfg)
+        self.mined = mined
+        self.local = Curator(cfg, mined)
         self.pool = None
 
     def submit(self, records: list[RawRecord], full: bool):
@@ -247,7 +259,7 @@ class Runner:
             # be their parent under Python 3.14's default, and outlive us for the death signal).
             context = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
             self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                            initargs=(self.cfg, os.getpid()))
+                                            initargs=(self.cfg, os.getpid(), self.mined))
         if self.pool is None:
             return self.local.batch(records)
         return self.pool.submit(_work, records)
@@ -346,7 +358,8 @@ def sample_for_review(entries: list[dict], size: int, seed: int, exclude: set[st
 
 def review_rows(sample: list[dict]) -> list[dict]:
     return [{"id": e["id"], "source": e["meta"]["source"], "decision": "", "edited_answer": "", "note": "",
-             "question": e["messages"][0]["content"], "answer": e["messages"][1]["content"]} for e in sample]
+             "question": e["messages"][0]["content"], "answer": e["messages"][1]["content"],
+             "boilerplate_mined": " | ".join(e["meta"].get("boilerplate_mined", []))} for e in sample]
 
 
 def review_csv(rows: list[dict]) -> str:
@@ -430,6 +443,29 @@ def input_specs(cfg: CurationConfig, inputs: list[str] | None = None, input_form
     return specs
 
 
+def mine_boilerplate(cfg: PipelineConfig, paths: list[Path], rules: Rules, show_progress: bool) -> MinedBoilerplate:
+    """The counting pass over every input before the curation proper (the pool needs the whole corpus's
+    counts): opening / closing sentences per source; bad lines and repeated ids are left to the main pass."""
+    ccfg = cfg.curation
+    miner = BoilerplateMiner(ccfg.boilerplate_mining, rules)
+    seen: set[str] = set()
+    for spec, path in zip(ccfg.inputs, paths):
+        source = spec.source or source_name(path)
+        items = read_input(path, spec.format, source, spec.question_column, spec.answer_column,
+                           cfg.project.max_record_bytes)
+        for item in tqdm(items, desc=f"mining {path.name}", unit="rec", disable=not show_progress, mininterval=2.0,
+                         leave=False):
+            if isinstance(item, BadLine) or item.id in seen:
+                continue
+            seen.add(item.id)
+            miner.add(source, item.answer)
+    mined = miner.mine()
+    removed = sum(c.action == "removed" for c in mined.candidates)
+    log.info("boilerplate mining: %d answers counted, %d candidates, %d removed", sum(mined.answers.values()),
+             len(mined.candidates), removed)
+    return mined
+
+
 def curate(cfg: PipelineConfig, inputs: list[str] | None = None, input_format: str | None = None,
            force: bool = False, show_progress: bool = True) -> dict:
     """Run stage 1; returns its statistics (those of the current run when it was up to date)."""
@@ -463,10 +499,11 @@ def _run(run: StageRun, cfg: PipelineConfig, paths: list[Path], marked: Path | N
     reasons: Counter = Counter()
     per_source: dict[str, Counter] = defaultdict(Counter)
     pii_total: Counter = Counter()
-    n_in = text_cleaned = phrases_cleaned = duplicates = 0
+    n_in = text_cleaned = phrases_cleaned = duplicates = n_mined = 0
     kept: list[dict] = []
     seen_ids: set[str] = set()
-    runner = Runner(ccfg, ccfg.workers or available_cpus())
+    mined = mine_boilerplate(cfg, paths, rules, show_progress) if ccfg.boilerplate_mining.enabled else None
+    runner = Runner(ccfg, ccfg.workers or available_cpus(), mined)
     ok = False
     try:
         for spec, path in zip(ccfg.inputs, paths):
@@ -515,6 +552,7 @@ def _run(run: StageRun, cfg: PipelineConfig, paths: list[Path], marked: Path | N
                     per_source[source]["rejected"] += 1
                     continue
                 pii_total.update(out.pii)
+                n_mined += bool(out.mined)
                 kept.append(entry)
             bar.close()
             run.check_bad_fraction(str(path), bad_file, n_file, first_bad)
@@ -553,6 +591,8 @@ def _run(run: StageRun, cfg: PipelineConfig, paths: list[Path], marked: Path | N
     sample = sample_for_review(final, ccfg.review_sample_size, ccfg.review_seed, exclude=set(decisions))
     rows = review_rows(sample)
     run.writer("review_sample.csv").write(review_csv(rows))
+    if mined is not None:
+        run.writer("mined_boilerplate.csv").write(candidates_csv(mined))
     review_jsonl = run.writer("review_sample.jsonl")
     for row in rows:
         review_jsonl.write_record(row)
@@ -562,11 +602,15 @@ def _run(run: StageRun, cfg: PipelineConfig, paths: list[Path], marked: Path | N
     seconds = time.time() - t0
     details = {**block, "rejected_by_reason": dict(sorted(reasons.items())), "per_source": {
         s: dict(c) for s, c in sorted(per_source.items())}, "pii_scrubbed": dict(sorted(pii_total.items())),
-        "dedup": dedup.stats, "review": {"decisions_file": str(marked) if marked else None, "applied": dict(applied),
+        "dedup": dedup.stats, **({"boilerplate_mining": {
+            **report(mined, ccfg.boilerplate_mining.report_top), "answers_changed": n_mined}} if mined is not None
+            else {}), "review": {"decisions_file": str(marked) if marked else None, "applied": dict(applied),
                                          "unknown_ids": len(unknown), "sample_size": len(rows)}}
     # wall time goes to manifest.json only: stats.json stays byte-identical across reruns
     run.writer("stats.json").write(json.dumps(details, ensure_ascii=False, indent=2) + "\n")
     run.stats.update({**details, "seconds": round(seconds, 2),
                       "records_per_second": round(n_in / seconds, 1) if seconds else None})
     print(format_statistics(block))
+    if mined is not None and mined.candidates:
+        print(format_mined(mined))
     return details

@@ -1,0 +1,278 @@
+"""Boilerplate mined from the corpus itself: the opening and closing sentences a source repeats.
+
+The hand lists (`curation.drop_sentence_patterns`, …) fit the bundled sources; a new platform brings
+its own call-to-action ("Would you like to video or text chat with me?") and sign-off, repeated word
+for word under hundreds of answers. In the spirit of C4's and datatrove's repeated-line filters:
+
+1. count (`BoilerplateMiner.add`, the stage's main process, one pass over the readers' stream before
+   the worker pool starts): per answer, the normalised keys of its first and last `edge_sentences`
+   sentences (and of its first / last line), each counted once per answer, in a Counter per source;
+2. mine (`BoilerplateMiner.mine`): a key in the same position in at least `min_share_per_source` and
+   `min_count_per_source` of a source's answers (or the `_overall` thresholds over all answers) is a
+   candidate; one with medical content ("drink plenty of fluids") or on the veto list is reported and
+   kept, the others are removed;
+3. strip (`MinedBoilerplate.strip`, in the workers, after the hand rules): drop an answer's edge
+   sentences whose key is mined for its source and position.
+
+Keys: lower-case ASCII words, digits as 0 ("Call 555 0101" ~ "Call 555 0199"), so a sentence counts the
+same however the text around it was cleaned. Linear: one Counter update per edge sentence.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from healthai.config.curation import BoilerplateMiningConfig
+from healthai.data.cleaning import (Rules, is_boilerplate_sentence, normalize_whitespace, remove_inline,
+                                    repair_boundaries, split_sentences, strip_greeting, strip_html)
+
+_KEY_WORD = re.compile(r"[a-z]+|\d+")
+_DIGITS = re.compile(r"\d+")
+_WINDOW = 600
+"""Characters at each end of a long answer that the counting pass splits (an edge sentence is within them)."""
+_RUN_ON_MIN_WORDS = 3
+"""A run-on mined sentence is cut off only when at least this many words stay in its sentence."""
+OVERALL = "*"
+"""The 'source' of a candidate mined over all sources together."""
+MINED_COLUMNS = ("source", "position", "answers", "share", "action", "sentence")
+
+
+def sentence_key(sentence: str) -> str:
+    """The normalised form two repeats of a sentence share: lower-case ASCII words, numbers as 0."""
+    return " ".join(_KEY_WORD.findall(_DIGITS.sub("0", sentence.lower())))
+
+
+def edges(text: str, n: int) -> tuple[list[str], list[str], list[str]]:
+    """(opening sentences, closing sentences, edge lines) of an answer: its first / last `n` sentences,
+    and its first and last line when it has several lines (a line-level repeat: "Dr. X, MD | CareLine")."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    if not lines:
+        return [], [], []
+    first, last = split_sentences(lines[0]), split_sentences(lines[-1])
+    return first[:n], last[-n:], [lines[0], lines[-1]] if len(lines) > 1 else []
+
+
+@dataclass
+class Candidate:
+    """A sentence repeated in one position: where, how often, and what the stage does with it."""
+
+    source: str
+    position: str
+    key: str
+    answers: int
+    share: float
+    sentence: str
+    action: str = "removed"
+    """removed | kept_medical | vetoed."""
+
+    def row(self) -> dict:
+        return {"source": self.source, "position": self.position, "answers": self.answers,
+                "share": round(self.share, 4), "action": self.action, "sentence": self.sentence}
+
+
+@dataclass
+class MinedBoilerplate:
+    """What the workers remove: (position, key) per source, and over all sources (picklable, small)."""
+
+    edge_sentences: int = 2
+    by_source: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
+    overall: frozenset[tuple[str, str]] = frozenset()
+    candidates: list[Candidate] = field(default_factory=list)
+    answers: dict[str, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.overall) or any(self.by_source.values())
+
+    def removable(self, source: str) -> frozenset[tuple[str, str]]:
+        return self.by_source.get(source, frozenset()) | self.overall
+
+    def strip(self, text: str, source: str) -> tuple[str, list[str]]:
+        """The answer without its mined edge sentences / lines, and the sentences removed (in order)."""
+        mined = self.removable(source)
+        if not mined or not text:
+            return text, []
+        n = self.edge_sentences
+        lines = text.split("\n")
+        removed: list[str] = []
+        if len(lines) > 1:  # whole repeated first / last lines
+            if ("opening", sentence_key(lines[0])) in mined:
+                removed.append(lines.pop(0))
+            if len(lines) > 1 and ("closing", sentence_key(lines[-1])) in mined:
+                removed.append(lines.pop())
+        first, last = 0, len(lines) - 1
+        pieces = {i: split_sentences(lines[i]) for i in {first, last}}
+        for i, sentences in pieces.items():
+            keep = []
+            for j, sentence in enumerate(sentences):
+                key = sentence_key(sentence)
+                at_start = i == first and j < n and ("opening", key) in mined
+                at_end = i == last and j >= len(sentences) - n and ("closing", key) in mined
+                if at_start or at_end:
+                    removed.append(sentence)
+                else:
+                    keep.append(sentence)
+            if len(keep) != len(sentences):
+                lines[i] = " ".join(keep)
+        if not removed:  # a mined sentence run on to its neighbour without a full stop
+            lines, removed = self._strip_run_on(lines, mined)
+        if not removed:
+            return text, []
+        out = "\n".join(line for line in lines if line.strip()).strip()
+        if out[:1].islower():
+            out = out[0].upper() + out[1:]
+        return out, removed
+
+
+    @staticmethod
+    def _strip_run_on(lines: list[str], mined: frozenset[tuple[str, str]]) -> tuple[list[str], list[str]]:
+        """"… check your country's phase Would you like to video chat?": the closing sentence ends with a mined
+        one that starts with a capital (a sentence the writer ran on); likewise an opening one at the start."""
+        removed: list[str] = []
+        for position, index in (("closing", -1), ("opening", 0)):
+            keys = [key.split(" ") for pos, key in mined if pos == position]
+            if not keys:
+                continue
+            sentences = split_sentences(lines[index])
+            if not sentences:
+                continue
+            edge = sentences[index]
+            tokens = list(_KEY_WORD.finditer(edge.lower()))
+            words = [_DIGITS.sub("0", t.group()) for t in tokens]
+            for key in keys:
+                m = len(key)
+                if len(words) < m + _RUN_ON_MIN_WORDS:
+                    continue
+                if position == "closing" and words[-m:] == key and edge[tokens[-m].start()].isupper():
+                    cut = tokens[-m].start()
+                    removed.append(edge[cut:])
+                    sentences[index] = edge[:cut].rstrip(" ,;:-") + "."
+                    break
+                if position == "opening" and words[:m] == key:
+                    rest = edge[tokens[m - 1].end():].lstrip(" .,;:!?-")
+                    if rest[:1].isupper():
+                        removed.append(edge[:len(edge) - len(rest)].strip())
+                        sentences[index] = rest
+                        break
+            lines[index] = " ".join(sentences)
+        return lines, removed
+
+
+def light_clean(answer: str, rules: Rules) -> str:
+    """The counting pass's view of a raw answer: HTML, inline notes, whitespace and glued sentences fixed as
+    the stage fixes them; no ftfy (slow; keys drop non-ASCII characters anyway). Long answers: their two ends."""
+    if len(answer) > 3 * _WINDOW:
+        answer = answer[:_WINDOW] + "\n" + answer[-_WINDOW:]  # the cut sentences never reach an edge
+    if "<" in answer or "&" in answer:
+        answer = strip_html(answer)
+    return repair_boundaries(normalize_whitespace(remove_inline(answer, rules)))
+
+
+class BoilerplateMiner:
+    """Counts edge sentences per source in one pass; `mine` turns the counts into a `MinedBoilerplate`."""
+
+    def __init__(self, cfg: BoilerplateMiningConfig, rules: Rules):
+        self.cfg = cfg
+        self.rules = rules
+        self.counts: dict[str, Counter] = defaultdict(Counter)
+        self.answers: Counter = Counter()
+        self.examples: dict[tuple[str, str], str] = {}
+        self.positions = tuple(cfg.positions)
+
+    def add(self, source: str, answer: str) -> None:
+        """Count one raw answer's opening / closing units (each distinct key once per answer)."""
+        self.answers[source] += 1
+        text = light_clean(answer, self.rules)
+        if not text:
+            return
+        n = self.cfg.edge_sentences
+        # the hand rules drop greetings and sign-offs first: the edge is what is left of the first n + 2
+        keep = lambda units: [u for u in units if not is_boilerplate_sentence(u, self.rules)]  # noqa: E731
+        opening, closing, lines = edges(strip_greeting(text, self.rules), n + 2)
+        units = {"opening": keep(opening)[:n], "closing": keep(closing)[-n:]}
+        if lines:
+            units["opening"].append(lines[0])
+            units["closing"].append(lines[-1])
+        counter = self.counts[source]
+        for position in self.positions:
+            seen = set()
+            for unit in units[position]:
+                key = sentence_key(unit)
+                if not key or key in seen or key.count(" ") + 1 < self.cfg.min_words:
+                    continue
+                seen.add(key)
+                item = (position, key)
+                counter[item] += 1
+                if counter[item] == 2:  # keep an example only of what repeats (memory)
+                    self.examples.setdefault(item, unit)
+
+    def mine(self) -> MinedBoilerplate:
+        cfg = self.cfg
+        medical = [re.compile(p, re.I) for p in cfg.medical_patterns] if cfg.keep_medical else []
+        anyway = [re.compile(p, re.I) for p in cfg.remove_anyway]
+        vetoed = {sentence_key(v) for v in cfg.veto}
+        candidates: list[Candidate] = []
+        total: Counter = Counter()
+        for counter in self.counts.values():
+            total.update(counter)
+        scopes = [(s, self.counts[s], self.answers[s], cfg.min_share_per_source, cfg.min_count_per_source)
+                  for s in sorted(self.counts)]
+        if len(self.counts) > 1:
+            scopes.append((OVERALL, total, sum(self.answers.values()), cfg.min_share_overall, cfg.min_count_overall))
+        for source, counter, n_answers, min_share, min_count in scopes:
+            threshold = max(min_count, min_share * n_answers)
+            for item, count in counter.most_common():
+                if count < threshold:
+                    break
+                position, key = item
+                sentence = self.examples.get(item, key)
+                action = "removed"
+                if key in vetoed:
+                    action = "vetoed"
+                elif any(p.search(sentence) for p in medical) and not any(p.search(sentence) for p in anyway):
+                    action = "kept_medical"
+                candidates.append(Candidate(source, position, key, count, count / n_answers, sentence, action))
+        removed = [c for c in candidates if c.action == "removed"]
+        by_source: dict[str, set] = defaultdict(set)
+        for c in removed:
+            by_source[c.source].add((c.position, c.key))
+        overall = frozenset(by_source.pop(OVERALL, set()))
+        return MinedBoilerplate(cfg.edge_sentences, {s: frozenset(v) for s, v in by_source.items()}, overall,
+                                candidates, dict(self.answers))
+
+
+def report(mined: MinedBoilerplate, top: int) -> dict:
+    """The stats.json section: answers counted per source, and the top candidates per source."""
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for c in mined.candidates:
+        if len(by_source[c.source]) < top:
+            by_source[c.source].append(c.row())
+    actions = Counter(c.action for c in mined.candidates)
+    return {"answers_counted": dict(sorted(mined.answers.items())), "candidates": dict(actions),
+            "top": dict(sorted(by_source.items()))}
+
+
+def candidates_csv(mined: MinedBoilerplate) -> str:
+    """Every candidate, for a person to veto one (`curation.boilerplate_mining.veto`: paste the sentence)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MINED_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(c.row() for c in mined.candidates)
+    return buf.getvalue()
+
+
+def format_mined(mined: MinedBoilerplate, top: int = 5) -> str:
+    """A short block after the statistics: what was mined, per source (the full list is in the CSV)."""
+    lines = ["--- MINED BOILERPLATE ---"]
+    by_source: dict[str, list[Candidate]] = defaultdict(list)
+    for c in mined.candidates:
+        by_source[c.source].append(c)
+    for source in sorted(by_source):
+        shown = by_source[source][:top]
+        lines.append(f"{'all sources' if source == OVERALL else source}: {len(by_source[source])} candidates")
+        lines += [f"  {c.answers:>6} ({100 * c.share:4.1f}%) {c.position:<7} {c.action:<12} {c.sentence[:70]}"
+                  for c in shown]
+    return "\n".join(lines)
