@@ -64,9 +64,11 @@ class BoilerplateMiningConfig:
         r"\b(?:medic\w*|drugs?|tablets?|pills?|doses?|dosage|antibiotics?|vaccin\w*|treat\w*|therap\w*|surgery|"
         r"diagnos\w*|tests?|scans?|x-?rays?|mri|ultrasound|prescri\w*)\b",
         r"\b(?:fluids?|water|hydrat\w*|rest|sleep|diet|exercise|hygiene|masks?|isolat\w*|quarantine|smok\w*|"
-        r"alcohol|weight|vitamins?|skin|heart|lungs?|chest|stomach|kidneys?|liver|throat)\b",
+        r"alcohol|weight|vitamins?|skin|heart|lungs?|chest|stomach|kidneys?|liver|throat|temperature|pulse|"
+        r"glucose|period|menstrua\w*)\b",
+        r"\b\d+(?:[.,]\d+)?\s*(?:mg|mcg|µg|ml|g|kg|iu|units?|°?c|°?f|mmhg|mmol|%|days?|weeks?|hours?|times)(?!\w)",
     ])
-    """Regexes (case-insensitive): a mined sentence matching one has medical content."""
+    """Regexes (case-insensitive): a mined sentence matching one has medical content (words; a dose, temperature or duration)."""
     remove_anyway: list[str] = field(default_factory=list)
     """Regexes: a mined sentence matching one is removed even with medical content (e.g. the platform's "consult a doctor on X")."""
     veto: list[str] = field(default_factory=list)

@@ -27,23 +27,30 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from healthai.config.curation import BoilerplateMiningConfig
-from healthai.data.cleaning import (Rules, is_boilerplate_sentence, normalize_whitespace, remove_inline,
+from healthai.data.cleaning import (_GLUED_GREETING, Rules, is_boilerplate_sentence, normalize_whitespace, remove_inline,
                                     repair_boundaries, split_sentences, strip_greeting, strip_html)
 
-_KEY_WORD = re.compile(r"[a-z]+|\d+")
-_DIGITS = re.compile(r"\d+")
-_WINDOW = 600
-"""Characters at each end of a long answer that the counting pass splits (an edge sentence is within them)."""
+_KEY_TABLE = {c: (None if chr(c) == "'" else "0" if chr(c).isdigit() else " ")
+              for c in range(128) if not ("a" <= chr(c) <= "z")}
+"""sentence_key: digits become 0, apostrophes vanish ("don't" = "dont"), other ASCII non-letters separate words."""
+_KEY_WORD = re.compile(r"[a-z']+|\d+")
+_WINDOW = 300
+"""Characters at each end of a long answer that the counting pass reads (its edge sentences are within them)."""
 _RUN_ON_MIN_WORDS = 3
 """A run-on mined sentence is cut off only when at least this many words stay in its sentence."""
+_QUICK_END = re.compile(r"[.!?]+(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\b[DdMm]r\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bvs\.)"
+                        r"[\"')\]]*(?:\s+|(?<=[a-z][.!?])(?<!www\.)(?=[A-Z][a-z]))|\n")
+"""A sentence end for the counting pass: punctuation then space, or glued to a capitalised word ("safety.Regards");
+not after the commonest abbreviations, not inside "www.Name"."""
 OVERALL = "*"
 """The 'source' of a candidate mined over all sources together."""
 MINED_COLUMNS = ("source", "position", "answers", "share", "action", "sentence")
 
 
 def sentence_key(sentence: str) -> str:
-    """The normalised form two repeats of a sentence share: lower-case ASCII words, numbers as 0."""
-    return " ".join(_KEY_WORD.findall(_DIGITS.sub("0", sentence.lower())))
+    """The normalised form two repeats of a sentence share: lower-case ASCII words, every digit 0 (a
+    str.translate, not a regex: the counting pass keys ~10 sentences an answer)."""
+    return " ".join(sentence.lower().encode("ascii", "ignore").decode("ascii").translate(_KEY_TABLE).split())
 
 
 def edges(text: str, n: int) -> tuple[list[str], list[str], list[str]]:
@@ -67,7 +74,7 @@ class Candidate:
     share: float
     sentence: str
     action: str = "removed"
-    """removed | kept_medical | vetoed."""
+    """removed | kept_medical (medical content) | vetoed (in the veto list) | hand_rule (the phrase lists remove it)."""
 
     def row(self) -> dict:
         return {"source": self.source, "position": self.position, "answers": self.answers,
@@ -117,8 +124,8 @@ class MinedBoilerplate:
                     keep.append(sentence)
             if len(keep) != len(sentences):
                 lines[i] = " ".join(keep)
-        if not removed:  # a mined sentence run on to its neighbour without a full stop
-            lines, removed = self._strip_run_on(lines, mined)
+        lines, run_on = self._strip_run_on(lines, mined)  # run on to its neighbour without a full stop
+        removed += run_on
         if not removed:
             return text, []
         out = "\n".join(line for line in lines if line.strip()).strip()
@@ -140,8 +147,8 @@ class MinedBoilerplate:
             if not sentences:
                 continue
             edge = sentences[index]
-            tokens = list(_KEY_WORD.finditer(edge.lower()))
-            words = [_DIGITS.sub("0", t.group()) for t in tokens]
+            tokens = [t for t in _KEY_WORD.finditer(edge.lower()) if sentence_key(t.group())]
+            words = [sentence_key(t.group()) for t in tokens]
             for key in keys:
                 m = len(key)
                 if len(words) < m + _RUN_ON_MIN_WORDS:
@@ -161,11 +168,19 @@ class MinedBoilerplate:
         return lines, removed
 
 
+def quick_sentences(text: str) -> list[str]:
+    """Sentences by punctuation alone (no abbreviation rules: "Dr." ends one): the counting pass's splitter."""
+    pieces, start = [], 0
+    for match in _QUICK_END.finditer(text):
+        pieces.append(text[start:match.end()].strip())
+        start = match.end()
+    pieces.append(text[start:].strip())
+    return [p for p in pieces if p]
+
+
 def light_clean(answer: str, rules: Rules) -> str:
-    """The counting pass's view of a raw answer: HTML, inline notes, whitespace and glued sentences fixed as
-    the stage fixes them; no ftfy (slow; keys drop non-ASCII characters anyway). Long answers: their two ends."""
-    if len(answer) > 3 * _WINDOW:
-        answer = answer[:_WINDOW] + "\n" + answer[-_WINDOW:]  # the cut sentences never reach an edge
+    """The counting pass's view of (a part of) a raw answer: HTML, inline notes, whitespace and glued sentences
+    fixed as the stage fixes them; no ftfy (slow; keys drop non-ASCII characters anyway)."""
     if "<" in answer or "&" in answer:
         answer = strip_html(answer)
     return repair_boundaries(normalize_whitespace(remove_inline(answer, rules)))
@@ -182,20 +197,37 @@ class BoilerplateMiner:
         self.examples: dict[tuple[str, str], str] = {}
         self.positions = tuple(cfg.positions)
 
+    def units(self, answer: str) -> dict[str, list[str]]:
+        """The opening / closing units of one raw answer: its first / last `edge_sentences + 1` sentences
+        (one more: a greeting or sign-off the hand rules drop may stand there), whole first / last lines.
+
+        Cheap by design (the pass runs in the main process over the whole corpus, before the pool): only
+        `_WINDOW` characters at each end, a plain splitter (glued "safety.Regards" included), the opening
+        salutation stripped as the stage strips it. The workers match keys of properly split sentences.
+        """
+        n = self.cfg.edge_sentences + 1
+        head, tail = answer[:_WINDOW], answer[-_WINDOW:]
+        if "<" in answer or "&" in answer:
+            head, tail = strip_html(head), strip_html(tail)
+        head = strip_greeting(_GLUED_GREETING.sub(r"\1, ", head.lstrip(), count=1), self.rules)
+        whole = len(answer) <= _WINDOW
+        first_line, last_line = head.split("\n", 1)[0], tail.rsplit("\n", 1)[-1]
+        opening, closing = quick_sentences(first_line), quick_sentences(last_line)
+        if not whole:  # the window cut a sentence: never an edge
+            opening = opening[:-1] if first_line == head else opening
+            closing = closing[1:] if last_line == tail else closing
+        units = {"opening": opening[:n], "closing": closing[-n:]}
+        if first_line != head and last_line != tail:  # several lines: whole first and last lines count too
+            units["opening"].append(first_line)
+            units["closing"].append(last_line)
+        return units
+
     def add(self, source: str, answer: str) -> None:
         """Count one raw answer's opening / closing units (each distinct key once per answer)."""
         self.answers[source] += 1
-        text = light_clean(answer, self.rules)
-        if not text:
+        if not answer.strip():
             return
-        n = self.cfg.edge_sentences
-        # the hand rules drop greetings and sign-offs first: the edge is what is left of the first n + 2
-        keep = lambda units: [u for u in units if not is_boilerplate_sentence(u, self.rules)]  # noqa: E731
-        opening, closing, lines = edges(strip_greeting(text, self.rules), n + 2)
-        units = {"opening": keep(opening)[:n], "closing": keep(closing)[-n:]}
-        if lines:
-            units["opening"].append(lines[0])
-            units["closing"].append(lines[-1])
+        units = self.units(answer)
         counter = self.counts[source]
         for position in self.positions:
             seen = set()
@@ -208,6 +240,15 @@ class BoilerplateMiner:
                 counter[item] += 1
                 if counter[item] == 2:  # keep an example only of what repeats (memory)
                     self.examples.setdefault(item, unit)
+
+    def _hand_rule(self, sentence: str) -> bool:
+        """The phrase lists already remove it (a greeting, sign-off, inline note, the ChatDoctor token)."""
+        rules = self.rules
+        sentence = repair_boundaries(sentence)
+        if is_boilerplate_sentence(sentence, rules) or any(m.search(sentence) for m in rules.inline_m):
+            return True
+        match = rules.greeting.match(sentence)
+        return bool(match and match.end() >= len(sentence.rstrip(" .,!?")))
 
     def mine(self) -> MinedBoilerplate:
         cfg = self.cfg
@@ -230,7 +271,9 @@ class BoilerplateMiner:
                 position, key = item
                 sentence = self.examples.get(item, key)
                 action = "removed"
-                if key in vetoed:
+                if self._hand_rule(sentence):
+                    action = "hand_rule"
+                elif key in vetoed:
                     action = "vetoed"
                 elif any(p.search(sentence) for p in medical) and not any(p.search(sentence) for p in anyway):
                     action = "kept_medical"

@@ -170,9 +170,10 @@ def clean_text(text: str, cfg: CurationConfig, rules: Rules | None = None) -> st
 
 
 # -- glued sentences -----------------------------------------------------------------------
-# "safety.Regards", "really?Yes": a sentence end with no space before the next capitalised word; the
-# character before is a lower-case letter or a bracket, so "3.5" and "U.S.A" never match.
-_GLUED_STOP = re.compile(r"(?<=[a-z)\]])([.!?])(?=[A-Z][a-z]|I\b)")
+# "safety.Regards", "really?Yes", "39 C.Tap": a sentence end with no space before the next capitalised word;
+# the character before is a lower-case letter, a bracket or a unit after a number, so "3.5" and "U.S.A"
+# never match.
+_GLUED_STOP = re.compile(r"(?:(?<=[a-z)\]])|(?<=\d [A-Z]))([.!?])(?=[A-Z][a-z]|[AI]\s)")
 # "RegardsDr.", "careDoctor": a title glued to the end of a word (a sign-off run into the signature).
 _GLUED_TITLE = re.compile(r"(?<=[a-z])(?=(?:Dr|Doctor|Prof)(?:\.|(?=[A-Z])|\b))")
 # "HelloThanks", "Hello dearWarm welcome" ("Hi.Welcome" is a glued stop): a greeting run into the next word.
