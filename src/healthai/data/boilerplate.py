@@ -4,18 +4,22 @@ The hand lists (`curation.drop_sentence_patterns`, …) fit the bundled sources;
 its own call-to-action ("Would you like to video or text chat with me?") and sign-off, repeated word
 for word under hundreds of answers. In the spirit of C4's and datatrove's repeated-line filters:
 
-1. count (`BoilerplateMiner.add`, the stage's main process, one pass over the readers' stream before
-   the worker pool starts): per answer, the normalised keys of its first and last `edge_sentences`
-   sentences (and of its first / last line), each counted once per answer, in a Counter per source;
-2. mine (`BoilerplateMiner.mine`): a key in the same position in at least `min_share_per_source` and
-   `min_count_per_source` of a source's answers (or the `_overall` thresholds over all answers) is a
-   candidate; one with medical content ("drink plenty of fluids") or on the veto list is reported and
-   kept, the others are removed;
-3. strip (`MinedBoilerplate.strip`, in the workers, after the hand rules): drop an answer's edge
-   sentences whose key is mined for its source and position.
+1. edges (`edge_units`, in the worker processes, on each answer the stage keeps, after the hand rules and
+   the PII scrub): the normalised keys of its first and last `edge_sentences` sentences and of its first /
+   last line; the main process counts them per source (`BoilerplateMiner.add`, one Counter update each);
+2. mine (`BoilerplateMiner.mine`, once the whole corpus is counted): a key in the same position in at
+   least `min_share_per_source` and `min_count_per_source` of a source's kept answers (or the `_overall`
+   thresholds over all of them) is a candidate; one with medical content ("drink plenty of fluids") or on
+   the veto list is reported and kept, the others are removed;
+3. strip (`MinedBoilerplate.strip`, main process, only the answers whose edge keys hit a removed one):
+   drop those edge sentences (also when run on to their neighbour without a full stop).
 
-Keys: lower-case ASCII words, digits as 0 ("Call 555 0101" ~ "Call 555 0199"), so a sentence counts the
-same however the text around it was cleaned. Linear: one Counter update per edge sentence.
+Why after the per-record work and not in a first pass over the inputs: the keys come from the stage's own
+cleaned, split and scrubbed sentences (a first pass would have to redo that work serially, ~10 % of the
+stage on 100k records), and the workers compute them in parallel. The price: exact and near-duplicate
+detection sees answers with their boilerplate (a shared sentence raises two answers' similarity a little).
+
+Keys: lower-case ASCII words, digits as 0, apostrophes dropped ("Call 555 0101" ~ "Call 555 0199").
 """
 
 from __future__ import annotations
@@ -27,21 +31,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from healthai.config.curation import BoilerplateMiningConfig
-from healthai.data.cleaning import (_GLUED_GREETING, Rules, is_boilerplate_sentence, normalize_whitespace, remove_inline,
-                                    repair_boundaries, split_sentences, strip_greeting, strip_html)
+from healthai.data.cleaning import split_sentences
 
 _KEY_TABLE = {c: (None if chr(c) == "'" else "0" if chr(c).isdigit() else " ")
               for c in range(128) if not ("a" <= chr(c) <= "z")}
 """sentence_key: digits become 0, apostrophes vanish ("don't" = "dont"), other ASCII non-letters separate words."""
 _KEY_WORD = re.compile(r"[a-z']+|\d+")
 _WINDOW = 300
-"""Characters at each end of a long answer that the counting pass reads (its edge sentences are within them)."""
+"""Characters at each end of a long line that `edge_units` splits (its edge sentences are within them)."""
 _RUN_ON_MIN_WORDS = 3
 """A run-on mined sentence is cut off only when at least this many words stay in its sentence."""
-_QUICK_END = re.compile(r"[.!?]+(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\b[DdMm]r\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bvs\.)"
-                        r"[\"')\]]*(?:\s+|(?<=[a-z][.!?])(?<!www\.)(?=[A-Z][a-z]))|\n")
-"""A sentence end for the counting pass: punctuation then space, or glued to a capitalised word ("safety.Regards");
-not after the commonest abbreviations, not inside "www.Name"."""
 OVERALL = "*"
 """The 'source' of a candidate mined over all sources together."""
 MINED_COLUMNS = ("source", "position", "answers", "share", "action", "sentence")
@@ -53,14 +52,40 @@ def sentence_key(sentence: str) -> str:
     return " ".join(sentence.lower().encode("ascii", "ignore").decode("ascii").translate(_KEY_TABLE).split())
 
 
-def edges(text: str, n: int) -> tuple[list[str], list[str], list[str]]:
-    """(opening sentences, closing sentences, edge lines) of an answer: its first / last `n` sentences,
-    and its first and last line when it has several lines (a line-level repeat: "Dr. X, MD | CareLine")."""
-    lines = [line for line in text.split("\n") if line.strip()]
-    if not lines:
-        return [], [], []
-    first, last = split_sentences(lines[0]), split_sentences(lines[-1])
-    return first[:n], last[-n:], [lines[0], lines[-1]] if len(lines) > 1 else []
+def edge_units(text: str, n: int, min_words: int = 1, positions: tuple[str, ...] = ("opening", "closing")
+               ) -> list[tuple[str, str, str]]:
+    """(position, key, sentence) of an answer's first / last `n` sentences, and of its first / last line when
+    it has several (a line-level repeat: "Dr. X, MD | CareLine"); each key once per position.
+
+    Only `_WINDOW` characters at each end are split (the sentence the window cuts is left out): the workers
+    run this on every kept answer.
+    """
+    first, last = text.split("\n", 1)[0], text.rsplit("\n", 1)[-1]
+    units = {"opening": _head(first, n), "closing": _tail(last, n)}
+    if "\n" in text:
+        units["opening"].append(first)
+        units["closing"].append(last)
+    out = []
+    for position in positions:
+        seen = set()
+        for sentence in units[position]:
+            key = sentence_key(sentence)
+            if key and key not in seen and key.count(" ") + 1 >= min_words:
+                seen.add(key)
+                out.append((position, key, sentence))
+    return out
+
+
+def _head(line: str, n: int) -> list[str]:
+    if len(line) <= 2 * _WINDOW:
+        return split_sentences(line)[:n]
+    return split_sentences(line[:_WINDOW])[:-1][:n]
+
+
+def _tail(line: str, n: int) -> list[str]:
+    if len(line) <= 2 * _WINDOW:
+        return split_sentences(line)[-n:]
+    return split_sentences(line[-_WINDOW:])[1:][-n:]
 
 
 @dataclass
@@ -74,7 +99,7 @@ class Candidate:
     share: float
     sentence: str
     action: str = "removed"
-    """removed | kept_medical (medical content) | vetoed (in the veto list) | hand_rule (the phrase lists remove it)."""
+    """removed | kept_medical (medical content) | vetoed (in the veto list)."""
 
     def row(self) -> dict:
         return {"source": self.source, "position": self.position, "answers": self.answers,
@@ -96,6 +121,18 @@ class MinedBoilerplate:
 
     def removable(self, source: str) -> frozenset[tuple[str, str]]:
         return self.by_source.get(source, frozenset()) | self.overall
+
+    def hits(self, source: str, units: list[tuple[str, str, str]]) -> bool:
+        """Whether an answer with these edge units may lose a sentence (exact key, or a mined one run on)."""
+        mined = self.removable(source)
+        for position, key, _ in units:
+            if (position, key) in mined:
+                return True
+            for pos, mined_key in mined:
+                if pos == position and (key.endswith(" " + mined_key) if pos == "closing"
+                                        else key.startswith(mined_key + " ")):
+                    return True
+        return False
 
     def strip(self, text: str, source: str) -> tuple[str, list[str]]:
         """The answer without its mined edge sentences / lines, and the sentences removed (in order)."""
@@ -168,87 +205,24 @@ class MinedBoilerplate:
         return lines, removed
 
 
-def quick_sentences(text: str) -> list[str]:
-    """Sentences by punctuation alone (no abbreviation rules: "Dr." ends one): the counting pass's splitter."""
-    pieces, start = [], 0
-    for match in _QUICK_END.finditer(text):
-        pieces.append(text[start:match.end()].strip())
-        start = match.end()
-    pieces.append(text[start:].strip())
-    return [p for p in pieces if p]
-
-
-def light_clean(answer: str, rules: Rules) -> str:
-    """The counting pass's view of (a part of) a raw answer: HTML, inline notes, whitespace and glued sentences
-    fixed as the stage fixes them; no ftfy (slow; keys drop non-ASCII characters anyway)."""
-    if "<" in answer or "&" in answer:
-        answer = strip_html(answer)
-    return repair_boundaries(normalize_whitespace(remove_inline(answer, rules)))
-
-
 class BoilerplateMiner:
     """Counts edge sentences per source in one pass; `mine` turns the counts into a `MinedBoilerplate`."""
 
-    def __init__(self, cfg: BoilerplateMiningConfig, rules: Rules):
+    def __init__(self, cfg: BoilerplateMiningConfig):
         self.cfg = cfg
-        self.rules = rules
         self.counts: dict[str, Counter] = defaultdict(Counter)
         self.answers: Counter = Counter()
         self.examples: dict[tuple[str, str], str] = {}
-        self.positions = tuple(cfg.positions)
 
-    def units(self, answer: str) -> dict[str, list[str]]:
-        """The opening / closing units of one raw answer: its first / last `edge_sentences + 1` sentences
-        (one more: a greeting or sign-off the hand rules drop may stand there), whole first / last lines.
-
-        Cheap by design (the pass runs in the main process over the whole corpus, before the pool): only
-        `_WINDOW` characters at each end, a plain splitter (glued "safety.Regards" included), the opening
-        salutation stripped as the stage strips it. The workers match keys of properly split sentences.
-        """
-        n = self.cfg.edge_sentences + 1
-        head, tail = answer[:_WINDOW], answer[-_WINDOW:]
-        if "<" in answer or "&" in answer:
-            head, tail = strip_html(head), strip_html(tail)
-        head = strip_greeting(_GLUED_GREETING.sub(r"\1, ", head.lstrip(), count=1), self.rules)
-        whole = len(answer) <= _WINDOW
-        first_line, last_line = head.split("\n", 1)[0], tail.rsplit("\n", 1)[-1]
-        opening, closing = quick_sentences(first_line), quick_sentences(last_line)
-        if not whole:  # the window cut a sentence: never an edge
-            opening = opening[:-1] if first_line == head else opening
-            closing = closing[1:] if last_line == tail else closing
-        units = {"opening": opening[:n], "closing": closing[-n:]}
-        if first_line != head and last_line != tail:  # several lines: whole first and last lines count too
-            units["opening"].append(first_line)
-            units["closing"].append(last_line)
-        return units
-
-    def add(self, source: str, answer: str) -> None:
-        """Count one raw answer's opening / closing units (each distinct key once per answer)."""
+    def add(self, source: str, units: list[tuple[str, str, str]]) -> None:
+        """Count one kept answer's edge units (`edge_units`: position, key, sentence)."""
         self.answers[source] += 1
-        if not answer.strip():
-            return
-        units = self.units(answer)
         counter = self.counts[source]
-        for position in self.positions:
-            seen = set()
-            for unit in units[position]:
-                key = sentence_key(unit)
-                if not key or key in seen or key.count(" ") + 1 < self.cfg.min_words:
-                    continue
-                seen.add(key)
-                item = (position, key)
-                counter[item] += 1
-                if counter[item] == 2:  # keep an example only of what repeats (memory)
-                    self.examples.setdefault(item, unit)
-
-    def _hand_rule(self, sentence: str) -> bool:
-        """The phrase lists already remove it (a greeting, sign-off, inline note, the ChatDoctor token)."""
-        rules = self.rules
-        sentence = repair_boundaries(sentence)
-        if is_boilerplate_sentence(sentence, rules) or any(m.search(sentence) for m in rules.inline_m):
-            return True
-        match = rules.greeting.match(sentence)
-        return bool(match and match.end() >= len(sentence.rstrip(" .,!?")))
+        for position, key, sentence in units:
+            item = (position, key)
+            counter[item] += 1
+            if counter[item] == 2:  # keep an example only of what repeats (memory)
+                self.examples.setdefault(item, sentence)
 
     def mine(self) -> MinedBoilerplate:
         cfg = self.cfg
@@ -271,9 +245,7 @@ class BoilerplateMiner:
                 position, key = item
                 sentence = self.examples.get(item, key)
                 action = "removed"
-                if self._hand_rule(sentence):
-                    action = "hand_rule"
-                elif key in vetoed:
+                if key in vetoed:
                     action = "vetoed"
                 elif any(p.search(sentence) for p in medical) and not any(p.search(sentence) for p in anyway):
                     action = "kept_medical"

@@ -188,6 +188,11 @@ _CLOSING_TAIL = 160
 _TITLE = re.compile(r"(?:dr|doctor|prof)\b", re.I)
 
 
+def repair_glued_title(text: str) -> str:
+    """ "RegardsDr. X" -> "Regards Dr. X": a sign-off run into its signature."""
+    return _GLUED_TITLE.sub(" ", text) if _GLUED_TITLE.search(text) else text
+
+
 def repair_boundaries(text: str) -> str:
     """Insert the space a glued sentence end, sign-off title or greeting lacks; not inside URLs or e-mails.
 
@@ -200,8 +205,7 @@ def repair_boundaries(text: str) -> str:
         text = _GLUED_DOMAIN.sub(" ", text)
     if "*" in text or "•" in text:
         text = _GLUED_BULLET.sub("", text)
-    if _GLUED_TITLE.search(text):
-        text = _GLUED_TITLE.sub(" ", text)
+    text = repair_glued_title(text)
     if not _GLUED_STOP.search(text):
         return text
 

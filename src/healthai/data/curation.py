@@ -34,7 +34,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from healthai.data.boilerplate import BoilerplateMiner, MinedBoilerplate, candidates_csv, format_mined, report
+from healthai.data.boilerplate import (BoilerplateMiner, MinedBoilerplate, candidates_csv, edge_units, format_mined,
+                                       report)
 from healthai.data.cleaning import Rules, clean_text, compile_rules, remove_boilerplate, residual_boilerplate, word_count
 from healthai.config import PipelineConfig
 from healthai.config.curation import CurationConfig, InputSpec
@@ -71,8 +72,8 @@ class Outcome:
     phrases_cleaned: bool = False
     pii: dict = field(default_factory=dict)
     language: str = ""
-    mined: list[str] = field(default_factory=list)
-    """Sentences removed as mined boilerplate (`healthai.data.boilerplate`)."""
+    edges: list = field(default_factory=list)
+    """A kept answer's opening / closing units for the boilerplate mining (`healthai.data.boilerplate`)."""
 
 
 def is_truncated(answer: str, tail_words: set[str]) -> bool:
@@ -86,16 +87,13 @@ def is_truncated(answer: str, tail_words: set[str]) -> bool:
     return bool(last and last.group(1).lower() in tail_words)
 
 
-def curate_record(raw: RawRecord, cfg: CurationConfig, rules: Rules, tail_words: set[str],
-                  mined: MinedBoilerplate | None = None) -> Outcome:
-    """Clean, strip boilerplate (hand rules, then the mined sentences), scrub and filter one record (no I/O, no dedup)."""
+def curate_record(raw: RawRecord, cfg: CurationConfig, rules: Rules, tail_words: set[str]) -> Outcome:
+    """Clean, strip boilerplate, scrub and filter one record (no I/O, no dedup); a kept one's edge units."""
     out = Outcome(raw)
     question = clean_text(raw.question, cfg, rules)
     answer = clean_text(raw.answer, cfg, rules)
     out.text_cleaned = question != raw.question.strip() or answer != raw.answer.strip()
     stripped = remove_boilerplate(answer, cfg, rules)
-    if mined:
-        stripped, out.mined = mined.strip(stripped, raw.source)
     out.phrases_cleaned = stripped != answer
     if cfg.scrub_pii:
         question, q_spans = scrub_pii(question, cfg)
@@ -111,12 +109,10 @@ def curate_record(raw: RawRecord, cfg: CurationConfig, rules: Rules, tail_words:
         out.text_cleaned = True
     if n_answer < cfg.min_answer_words:
         n_before = word_count(answer)
-        mined_note = f"{len(out.mined)} mined boilerplate sentences ({out.mined[0]!r}…)" if out.mined else ""
         if n_before >= cfg.min_answer_words:
-            return _reject(out, "boilerplate_only", f"{n_answer} words left of {n_before} after removing greetings"
-                                                    f" and sign-offs{' and ' + mined_note if mined_note else ''}")
-        return _reject(out, "answer_too_short", f"{n_answer} words < min_answer_words={cfg.min_answer_words}"
-                                                f"{' after removing ' + mined_note if mined_note else ''}")
+            return _reject(out, "boilerplate_only",
+                           f"{n_answer} words left of {n_before} after removing greetings and sign-offs")
+        return _reject(out, "answer_too_short", f"{n_answer} words < min_answer_words={cfg.min_answer_words}")
     if n_answer > cfg.max_answer_words:
         return _reject(out, "answer_too_long", f"{n_answer} words > max_answer_words={cfg.max_answer_words}")
     if n_question < cfg.min_question_words:
@@ -130,7 +126,32 @@ def curate_record(raw: RawRecord, cfg: CurationConfig, rules: Rules, tail_words:
     out.language = code
     if not ok:
         return _reject(out, "non_english", f"detected language '{code}', expected '{cfg.language}'")
+    mining = cfg.boilerplate_mining
+    if mining.enabled:
+        out.edges = edge_units(stripped, mining.edge_sentences, mining.min_words, tuple(mining.positions))
     return out
+
+
+def strip_mined(entry: dict, units: list, mined: MinedBoilerplate, min_answer_words: int) -> tuple[str, str] | None:
+    """Remove a kept entry's mined edge sentences in place; (reason, detail) when too little answer is left.
+
+    The removed sentences go to `meta.boilerplate_mined` (the review sample shows them).
+    """
+    source = entry["meta"]["source"]
+    if not mined.hits(source, units):
+        return None
+    answer = entry["messages"][1]["content"]
+    stripped, removed = mined.strip(answer, source)
+    if not removed:
+        return None
+    n_left, n_before = word_count(stripped), word_count(answer)
+    if n_left < min_answer_words:
+        return "boilerplate_only", (f"{n_left} words left of {n_before} after removing {len(removed)} mined "
+                                    f"boilerplate sentences ({removed[0]!r}…)")
+    entry["messages"][1]["content"] = stripped
+    entry["meta"]["boilerplate_mined"] = removed
+    entry["meta"]["phrases_cleaned"] = True
+    return None
 
 
 def _reject(out: Outcome, reason: str, detail: str) -> Outcome:
@@ -145,8 +166,6 @@ def curated_entry(out: Outcome) -> dict:
         meta["pii_scrubbed"] = out.pii
     meta["text_cleaned"] = out.text_cleaned
     meta["phrases_cleaned"] = out.phrases_cleaned
-    if out.mined:
-        meta["boilerplate_mined"] = out.mined
     if "system" in raw.extra:
         meta["system"] = raw.extra["system"]
     return {"id": raw.id, "messages": [{"role": "user", "content": out.question},
@@ -177,18 +196,17 @@ class Curator:
     outputs are the same with any number of workers.
     """
 
-    def __init__(self, cfg: CurationConfig, mined: MinedBoilerplate | None = None):
+    def __init__(self, cfg: CurationConfig):
         self.cfg = cfg
         self.rules = compile_rules(cfg)
         self.tail_words = {w.lower() for w in cfg.truncation_tail_words}
         self.dedup = Deduplicator(cfg)
-        self.mined = mined
 
     def batch(self, records: list[RawRecord]) -> list[tuple[Outcome, Features | None]]:
         """(outcome without its raw record, dedup features of a kept one) per record."""
         out = []
         for raw in records:
-            outcome = curate_record(raw, self.cfg, self.rules, self.tail_words, self.mined)
+            outcome = curate_record(raw, self.cfg, self.rules, self.tail_words)
             features = None if outcome.reason else self.dedup.features(
                 _dedup_text(outcome.question, outcome.answer, self.cfg.dedup_on))
             outcome.raw = None  # the caller holds it: not pickled back
@@ -221,11 +239,11 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _init_worker(cfg: CurationConfig, parent_pid: int, mined: MinedBoilerplate | None = None) -> None:
+def _init_worker(cfg: CurationConfig, parent_pid: int) -> None:
     global _WORKER
     if sys.platform.startswith("linux"):
         _die_with_parent(parent_pid)
-    _WORKER = Curator(cfg, mined)
+    _WORKER = Curator(cfg)
 
 
 def _work(records: list[RawRecord]) -> list[tuple[Outcome, Features | None]]:
@@ -243,11 +261,10 @@ def available_cpus() -> int:
 class Runner:
     """Runs `Curator.batch` here, or in `workers` processes once an input has more than one batch."""
 
-    def __init__(self, cfg: CurationConfig, workers: int, mined: MinedBoilerplate | None = None):
+    def __init__(self, cfg: CurationConfig, workers: int):
         self.cfg = cfg
         self.workers = workers
-        self.mined = mined
-        self.local = Curator(cfg, mined)
+        self.local = Curator(cfg)
         self.pool = None
 
     def submit(self, records: list[RawRecord], full: bool):
@@ -259,7 +276,7 @@ class Runner:
             # be their parent under Python 3.14's default, and outlive us for the death signal).
             context = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
             self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                            initargs=(self.cfg, os.getpid(), self.mined))
+                                            initargs=(self.cfg, os.getpid()))
         if self.pool is None:
             return self.local.batch(records)
         return self.pool.submit(_work, records)
@@ -443,29 +460,6 @@ def input_specs(cfg: CurationConfig, inputs: list[str] | None = None, input_form
     return specs
 
 
-def mine_boilerplate(cfg: PipelineConfig, paths: list[Path], rules: Rules, show_progress: bool) -> MinedBoilerplate:
-    """The counting pass over every input before the curation proper (the pool needs the whole corpus's
-    counts): opening / closing sentences per source; bad lines and repeated ids are left to the main pass."""
-    ccfg = cfg.curation
-    miner = BoilerplateMiner(ccfg.boilerplate_mining, rules)
-    seen: set[str] = set()
-    for spec, path in zip(ccfg.inputs, paths):
-        source = spec.source or source_name(path)
-        items = read_input(path, spec.format, source, spec.question_column, spec.answer_column,
-                           cfg.project.max_record_bytes)
-        for item in tqdm(items, desc=f"mining {path.name}", unit="rec", disable=not show_progress, mininterval=2.0,
-                         leave=False):
-            if isinstance(item, BadLine) or item.id in seen:
-                continue
-            seen.add(item.id)
-            miner.add(source, item.answer)
-    mined = miner.mine()
-    removed = sum(c.action == "removed" for c in mined.candidates)
-    log.info("boilerplate mining: %d answers counted, %d candidates, %d removed", sum(mined.answers.values()),
-             len(mined.candidates), removed)
-    return mined
-
-
 def curate(cfg: PipelineConfig, inputs: list[str] | None = None, input_format: str | None = None,
            force: bool = False, show_progress: bool = True) -> dict:
     """Run stage 1; returns its statistics (those of the current run when it was up to date)."""
@@ -502,8 +496,9 @@ def _run(run: StageRun, cfg: PipelineConfig, paths: list[Path], marked: Path | N
     n_in = text_cleaned = phrases_cleaned = duplicates = n_mined = 0
     kept: list[dict] = []
     seen_ids: set[str] = set()
-    mined = mine_boilerplate(cfg, paths, rules, show_progress) if ccfg.boilerplate_mining.enabled else None
-    runner = Runner(ccfg, ccfg.workers or available_cpus(), mined)
+    miner = BoilerplateMiner(ccfg.boilerplate_mining) if ccfg.boilerplate_mining.enabled else None
+    edges: list[list] = []  # per kept entry, its edge units (mining)
+    runner = Runner(ccfg, ccfg.workers or available_cpus())
     ok = False
     try:
         for spec, path in zip(ccfg.inputs, paths):
@@ -552,14 +547,38 @@ def _run(run: StageRun, cfg: PipelineConfig, paths: list[Path], marked: Path | N
                     per_source[source]["rejected"] += 1
                     continue
                 pii_total.update(out.pii)
-                n_mined += bool(out.mined)
                 kept.append(entry)
+                if miner is not None:
+                    miner.add(source, out.edges)
+                    edges.append(out.edges)
             bar.close()
             run.check_bad_fraction(str(path), bad_file, n_file, first_bad)
             log.info("%s: %d records read (%d bad lines)", path, n_file, bad_file)
         ok = True
     finally:
         runner.close(ok)
+
+    mined = miner.mine() if miner is not None else None
+    if mined:  # the whole corpus is counted: remove what was mined from the answers kept so far
+        still = []
+        for entry, units in zip(kept, edges):
+            was_cleaned = entry["meta"]["phrases_cleaned"]
+            before = entry["messages"][1]["content"]
+            rejection = strip_mined(entry, units, mined, ccfg.min_answer_words)
+            if rejection:
+                meta = entry["meta"]
+                rejected.write_record({"id": entry["id"], "reason": rejection[0], "detail": rejection[1],
+                                       "record": entry, "source": meta["source"], "source_file": meta["source_file"],
+                                       "source_line": meta["source_line"]})
+                reasons[rejection[0]] += 1
+                per_source[meta["source"]]["rejected"] += 1
+                continue
+            if entry["messages"][1]["content"] != before:
+                n_mined += 1
+                phrases_cleaned += not was_cleaned
+            still.append(entry)
+        kept = still
+    edges.clear()
 
     applied = Counter()
     final: list[dict] = []
