@@ -209,7 +209,8 @@ class CurationConfig:
     """Replacement text per kind of personal data."""
     pii_name_triggers: list[str] = field(default_factory=lambda: [
         r"\b(?:dear|hi|hello|hey|hii|greetings)\b(?=\s)",
-        r"\b(?:mr|mrs|ms|miss|mx|dr|prof|doctor)\b\.?",
+        r"\b(?:mr|mrs|ms|miss|mx|dr|prof)\b\.?",
+        r"\bdoctor\b(?!\.)",
         r"(?-i:(?:(?<=[a-z])|\b)(?:Dr|Prof)\.?(?=[A-Z][a-z]))",
         r"\b(?:regards|thanks|sincerely|yours\s+truly|best\s+wishes|cheers),(?:\s*-)?",
         r"\bmy\s+(?:son|daughter|husband|wife|mother|father|mom|dad|brother|sister|friend|boyfriend|girlfriend|"
@@ -239,7 +240,7 @@ class CurationConfig:
         "took", "take", "got", "get", "went", "need", "feel", "feeling", "been", "being", "not",
         "husband", "wife", "son", "daughter", "brother", "baby", "child", "years", "year", "months",
         "appointment", "appointments", "visit", "visits", "office", "clinic", "consultation", "advice", "note",
-        "notes", "said", "says", "told", "says", "prescribed", "recommended", "suggested", "advised",
+        "notes", "said", "says", "told", "prescribed", "recommended", "suggested", "advised", "forum",
     ])
     """Capitalised words after a trigger that are NOT names (lower-case comparison)."""
 
