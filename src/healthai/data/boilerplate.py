@@ -39,7 +39,7 @@ _KEY_TABLE = {c: (None if chr(c) == "'" else "0" if chr(c).isdigit() else " ")
 _KEY_WORD = re.compile(r"[a-z']+|\d+")
 _WINDOW = 300
 """Characters at each end of a long line that `edge_units` splits (its edge sentences are within them)."""
-_RUN_ON_MIN_WORDS = 3
+_RUN_ON_MIN_WORDS = 1
 """A run-on mined sentence is cut off only when at least this many words stay in its sentence."""
 OVERALL = "*"
 """The 'source' of a candidate mined over all sources together."""
