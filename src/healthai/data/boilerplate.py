@@ -108,7 +108,7 @@ class Candidate:
 
 @dataclass
 class MinedBoilerplate:
-    """What the workers remove: (position, key) per source, and over all sources (picklable, small)."""
+    """What the stage removes: (position, key) per source and over all sources, and every candidate found."""
 
     edge_sentences: int = 2
     by_source: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
@@ -122,10 +122,11 @@ class MinedBoilerplate:
     def removable(self, source: str) -> frozenset[tuple[str, str]]:
         return self.by_source.get(source, frozenset()) | self.overall
 
-    def hits(self, source: str, units: list[tuple[str, str, str]]) -> bool:
-        """Whether an answer with these edge units may lose a sentence (exact key, or a mined one run on)."""
+    def hits(self, source: str, units: list[tuple]) -> bool:
+        """Whether an answer with these edge units ((position, key, …)) may lose a sentence (exact key, or a
+        mined one run on): the cheap test that spares `strip` the answers it would not change."""
         mined = self.removable(source)
-        for position, key, _ in units:
+        for position, key, *_ in units:
             if (position, key) in mined:
                 return True
             for pos, mined_key in mined:

@@ -550,7 +550,7 @@ def _run(run: StageRun, cfg: PipelineConfig, paths: list[Path], marked: Path | N
                 kept.append(entry)
                 if miner is not None:
                     miner.add(source, out.edges)
-                    edges.append(out.edges)
+                    edges.append([unit[:2] for unit in out.edges])  # (position, key): the sentences are counted
             bar.close()
             run.check_bad_fraction(str(path), bad_file, n_file, first_bad)
             log.info("%s: %d records read (%d bad lines)", path, n_file, bad_file)
