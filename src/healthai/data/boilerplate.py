@@ -37,8 +37,9 @@ _KEY_TABLE = {c: (None if chr(c) == "'" else "0" if chr(c).isdigit() else " ")
               for c in range(128) if not ("a" <= chr(c) <= "z")}
 """sentence_key: digits become 0, apostrophes vanish ("don't" = "dont"), other ASCII non-letters separate words."""
 _KEY_WORD = re.compile(r"[a-z']+|\d+")
-_WINDOW = 300
-"""Characters at each end of a long line that `edge_units` splits (its edge sentences are within them)."""
+_WINDOW = 200
+"""Characters at each end of a long line that `edge_units` splits (a longer sentence is never boilerplate here:
+the workers key every kept answer, so this is most of the mining's cost)."""
 _RUN_ON_MIN_WORDS = 1
 """A run-on mined sentence is cut off only when at least this many words stay in its sentence."""
 OVERALL = "*"
@@ -60,8 +61,12 @@ def edge_units(text: str, n: int, min_words: int = 1, positions: tuple[str, ...]
     Only `_WINDOW` characters at each end are split (the sentence the window cuts is left out): the workers
     run this on every kept answer.
     """
-    first, last = text.split("\n", 1)[0], text.rsplit("\n", 1)[-1]
-    units = {"opening": _head(first, n), "closing": _tail(last, n)}
+    first, last = (text.split("\n", 1)[0], text.rsplit("\n", 1)[-1]) if "\n" in text else (text, text)
+    if first is last and len(first) <= 2 * _WINDOW:  # one short line (most answers): split it once
+        sentences = split_sentences(first)
+        units = {"opening": sentences[:n], "closing": sentences[-n:]}
+    else:
+        units = {"opening": _head(first, n), "closing": _tail(last, n)}
     if "\n" in text:
         units["opening"].append(first)
         units["closing"].append(last)
