@@ -68,6 +68,7 @@ class Rules:
     residue_m: tuple[Matcher, ...] = ()
     closing: re.Pattern | None = None
     closing_formula: re.Pattern | None = None
+    closing_m: Matcher | None = None
     repair: bool = False
 
 
@@ -104,6 +105,7 @@ def _compile(artifacts, inline, greeting, token, clause_min_words, drop, residue
         residue_m=tuple(Matcher(p) for p in compiled_residue),
         closing=_closing_pattern(closing) if closing else None,
         closing_formula=re.compile("|".join(f"(?:{f})" for f in closing), re.I) if closing else None,
+        closing_m=Matcher(re.compile("|".join(f"(?:{f})" for f in closing), re.I)) if closing else None,
         repair=repair,
     )
 
@@ -173,7 +175,7 @@ def clean_text(text: str, cfg: CurationConfig, rules: Rules | None = None) -> st
 # "safety.Regards", "really?Yes", "39 C.Tap": a sentence end with no space before the next capitalised word;
 # the character before is a lower-case letter, a bracket or a unit after a number, so "3.5" and "U.S.A"
 # never match.
-_GLUED_STOP = re.compile(r"(?:(?<=[a-z)\]])|(?<=\d [A-Z]))([.!?])(?=[A-Z][a-z]|[AI]\s)")
+_GLUED_STOP = re.compile(r"([.!?])(?=[A-Z][a-z]|[AI]\s)(?:(?<=[a-z)\]].)|(?<=\d [A-Z].))")  # punctuation first: fast scan
 # "RegardsDr.", "careDoctor": a title glued to the end of a word (a sign-off run into the signature).
 _GLUED_TITLE = re.compile(r"(?<=[a-z])(?=(?:Dr|Doctor|Prof)(?:\.|(?=[A-Z])|\b))")
 # "HelloThanks", "Hello dearWarm welcome" ("Hi.Welcome" is a glued stop): a greeting run into the next word.
@@ -184,12 +186,15 @@ _GLUED_DOMAIN = re.compile(r"(?<=[a-z]\.com|[a-z]\.org|[a-z]\.net)(?=[A-Z])")
 # "thoroughly.* The pain": a bullet glued to a sentence end hides the boundary from the splitter.
 _GLUED_BULLET = re.compile(r"(?<=[.!?:;])[*•]+(?=\s)")
 _NOT_A_BOUNDARY = ("://", "www.", "@")
-_CLOSING_TAIL = 160
+_CLOSING_TAIL = 120  # a formula and its signature: "Thanks and best regards, Dr. Anna Maria Rossi, General Physician"
 _TITLE = re.compile(r"(?:dr|doctor|prof)\b", re.I)
+_TITLES = (" dr", "\ndr", ".dr", "doctor", "prof")  # a title as a word ("drink" holds "dr")
 
 
 def repair_glued_title(text: str) -> str:
     """ "RegardsDr. X" -> "Regards Dr. X": a sign-off run into its signature."""
+    if "Dr" not in text and "Doctor" not in text and "Prof" not in text:  # a zero-width pattern is slow
+        return text
     return _GLUED_TITLE.sub(" ", text) if _GLUED_TITLE.search(text) else text
 
 
@@ -229,6 +234,10 @@ def strip_closing(text: str, rules: Rules) -> str:
     if rules.closing is None:
         return text
     for _ in range(3):  # "Thanks. Take care. Regards, Dr. X"
+        tail = folded(text[-_CLOSING_TAIL:])  # literal pre-check: most answers end with no formula or title
+        if tail is not None and not rules.closing_m.possible(tail) and not tail.startswith("dr") \
+                and not any(t in tail for t in _TITLES):
+            break
         # a closing formula and its signature are short: look at the tail only (the pattern is anchored at $)
         match = rules.closing.search(text, max(0, len(text) - _CLOSING_TAIL))
         if match is None:
