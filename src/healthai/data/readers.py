@@ -6,7 +6,11 @@ Formats (detected from the file, or forced with `format`):
 - `chatdoctor_jsonl`  the same objects one a line (HealthCareMagic-100k as JSONL)
 - `evals_chat`        `{"chat": [{"input": [{"role": "user", ...}], "ideal": answer}]}` (iCliniq)
 - `messages`          `{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}`
+- `qa_jsonl`          `{"question", "answer"}` one a line, other keys kept in meta (MedQuAD as shipped)
 - `csv` / `tsv`       a header row with configurable question / answer columns
+
+A JSON or JSONL file may be gzip-compressed (`.gz`): it is read as the plain file would be,
+with the same line numbers (the shipped MedQuAD corpus is `data/raw/medquad.jsonl.gz`).
 
 Every record keeps its source, file and line and gets a stable id
 `<source>-<sha1(source, line, question prefix)[:12]>`: the same input gives the same ids
@@ -16,12 +20,17 @@ reason (it goes to rejected.jsonl), never as an exception.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gzip
 import hashlib
 import io
 import json
 import os
 import re
+import shutil
+import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -29,7 +38,7 @@ from typing import Iterator
 from healthai.errors import InputError
 from healthai.pipeline.io import BadLine, Line, iter_jsonl, lone_surrogate
 
-FORMATS = ("chatdoctor_json", "chatdoctor_jsonl", "evals_chat", "messages", "csv", "tsv")
+FORMATS = ("chatdoctor_json", "chatdoctor_jsonl", "evals_chat", "messages", "qa_jsonl", "csv", "tsv")
 
 
 @dataclass
@@ -53,8 +62,25 @@ def make_id(source: str, line: int, question: str, sub: int | None = None) -> st
 
 
 def source_name(path: str | os.PathLike) -> str:
-    """Default source name: the file name without extension, in a form safe for ids."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem) or "input"
+    """Default source name: the file name without extension(s) (`medquad.jsonl.gz` -> `medquad`), safe for ids."""
+    path = Path(path)
+    stem = Path(path.stem).stem if path.suffix.lower() == ".gz" else path.stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) or "input"
+
+
+@contextlib.contextmanager
+def plain_copy(path: Path) -> Iterator[Path]:
+    """A gzip file decompressed into a private temporary file (mode 0600, removed afterwards), so that
+    every check of the plain readers applies unchanged; a corrupt archive is an InputError naming the file."""
+    suffix = Path(path.stem).suffix  # medquad.jsonl.gz -> .jsonl
+    with tempfile.TemporaryDirectory(prefix="healthai-gz-") as tmp:
+        plain = Path(tmp) / f"plain{suffix}"
+        try:
+            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"not a readable gzip file ({exc})", file=str(path)) from None
+        yield plain
 
 
 # -- format detection -------------------------------------------------------------------
@@ -68,6 +94,9 @@ def detect_format(path: str | os.PathLike) -> str:
         return "csv"
     if suffix in (".tsv", ".tab"):
         return "tsv"
+    if suffix == ".gz":
+        with plain_copy(path) as plain:
+            return detect_format(plain)
     with open(path, "rb") as fh:
         head = fh.read(1 << 16)
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff").lstrip()
@@ -96,6 +125,8 @@ def _format_of(record: dict, path: Path) -> str:
         return "messages"
     if "output" in record or "input" in record or "instruction" in record:
         return "chatdoctor_jsonl"
+    if "question" in record and "answer" in record:
+        return "qa_jsonl"
     raise InputError(f"cannot detect the input format from keys {sorted(record)[:6]} "
                      f"(set --input-format or the input's `format`)", file=str(path))
 
@@ -175,11 +206,18 @@ def pairs_from_messages(record: dict) -> list[tuple[str, str, dict]]:
              extra)]
 
 
+def pairs_from_qa(record: dict) -> list[tuple[str, str, dict]]:
+    """`{"question", "answer"}`: one pair; the other keys (MedQuAD: id, source, meta) kept in meta."""
+    extra = {k: v for k, v in record.items() if k not in ("question", "answer") and v not in (None, "", {}, [])}
+    return [(_text(record.get("question"), "question"), _text(record.get("answer"), "answer"), extra)]
+
+
 EXTRACTORS = {
     "chatdoctor_json": pairs_from_chatdoctor,
     "chatdoctor_jsonl": pairs_from_chatdoctor,
     "evals_chat": pairs_from_evals_chat,
     "messages": pairs_from_messages,
+    "qa_jsonl": pairs_from_qa,
 }
 
 
@@ -336,6 +374,9 @@ def read_input(path: str | os.PathLike, fmt: str = "auto", source: str | None = 
     if fmt not in FORMATS:
         raise InputError(f"unknown input format '{fmt}' (one of {', '.join(FORMATS)})", file=str(path))
     source = source or source_name(path)
+    if path.suffix.lower() == ".gz":
+        yield from _read_gzip(path, fmt, source, question_column, answer_column, max_record_bytes)
+        return
     if fmt in ("csv", "tsv"):
         yield from iter_table(path, "," if fmt == "csv" else "\t", question_column, answer_column, source,
                               max_record_bytes)
@@ -343,3 +384,12 @@ def read_input(path: str | os.PathLike, fmt: str = "auto", source: str | None = 
         yield from _records_from_objects(iter_json_array(path, max_record_bytes), fmt, source)
     else:
         yield from _records_from_objects(iter_jsonl(path, max_record_bytes), fmt, source)
+
+
+def _read_gzip(path: Path, fmt: str, source: str, question_column: str, answer_column: str,
+               max_record_bytes: int) -> Iterator[RawRecord | BadLine]:
+    """A .gz input read as its plain file, with file names pointing at the archive (file:line stays true)."""
+    with plain_copy(path) as plain:
+        for item in read_input(plain, fmt, source, question_column, answer_column, max_record_bytes):
+            item.file = str(path)
+            yield item
