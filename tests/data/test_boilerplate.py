@@ -147,6 +147,9 @@ def test_opening_lines_and_run_on_sentences():
     # run on without a full stop: cut, the sentence before keeps its words and gets the stop
     text = f"{BODIES[0][:-1]} {CTA}"
     assert mined.strip(text, "s") == (BODIES[0], [CTA])
+    # a run-on sentence longer than the window the workers split is still seen (the stage tests `hits` first)
+    long = "You should rest " + "and drink water " * 30 + CTA
+    assert mined.hits("s", edge_units(long, 2)) and mined.strip(long, "s")[1] == [CTA]
     # a lower-case continuation is part of the sentence, not a run-on
     lowered = f"{BODIES[0][:-1]} {CTA[0].lower()}{CTA[1:]}"
     assert mined.strip(lowered, "s") == (lowered, [])

@@ -110,13 +110,15 @@ def edge_sentences(line: str) -> list[str]:
 def _head(line: str, n: int) -> list[str]:
     if len(line) <= 2 * _WINDOW:
         return edge_sentences(line)[:n]
-    return edge_sentences(line[:_WINDOW])[:-1][:n]
+    pieces = edge_sentences(line[:_WINDOW])
+    return (pieces[:-1] or pieces)[:n]  # the cut sentence only when it is all there is (a run-on's start)
 
 
 def _tail(line: str, n: int) -> list[str]:
     if len(line) <= 2 * _WINDOW:
         return edge_sentences(line)[-n:]
-    return edge_sentences(line[-_WINDOW:])[1:][-n:]
+    pieces = edge_sentences(line[-_WINDOW:])
+    return (pieces[1:] or pieces)[-n:]  # the cut sentence only when it is all there is (a run-on's end)
 
 
 @dataclass
