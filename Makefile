@@ -9,7 +9,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test test-fast bench bench-quick cluster-start cluster-stop clean-runs config
+.PHONY: venv demo base test test-fast bench bench-quick cluster-start cluster-stop clean-runs config
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml
 
 demo: venv
 	umask 007 && bash slurm/run-demo.sh
+
+# Pretrain the shipped embedded base (models/embedded-base) on MedQuAD: ~2 h on 2 cores, resumable
+# (rerun after a kill or Ctrl-C continues from the last checkpoint in runs/pretrain).
+base: venv
+	umask 007 && $(VENV)/bin/python fine-tuning/pretrain_base.py $(BASE_ARGS)
 
 test: venv
 	umask 007 && $(VENV)/bin/python -m pytest -q

@@ -23,7 +23,7 @@ from healthai.config.hpo import HPOConfig
 from healthai.config.inference import InferenceConfig
 from healthai.config.loader import build, deep_merge, parse_override, read_yaml, to_dict
 from healthai.config.merge import MergeConfig
-from healthai.config.modeling import EmbeddedModelConfig
+from healthai.config.modeling import EmbeddedModelConfig, PretrainConfig
 from healthai.config.project import ModelsConfig, ProjectConfig, SiteConfig
 from healthai.config.training import FinetuneConfig
 from healthai.errors import ConfigError
@@ -44,6 +44,7 @@ class PipelineConfig:
     merge: MergeConfig = dc_field(default_factory=MergeConfig)
     clinical: ClinicalConfig = dc_field(default_factory=ClinicalConfig)
     embedded: EmbeddedModelConfig = dc_field(default_factory=EmbeddedModelConfig)
+    pretrain: PretrainConfig = dc_field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = dc_field(default_factory=FinetuneConfig)
     hpo: HPOConfig = dc_field(default_factory=HPOConfig)
     inference: InferenceConfig = dc_field(default_factory=InferenceConfig)

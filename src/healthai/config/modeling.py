@@ -75,3 +75,47 @@ class EmbeddedModelConfig:
             raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
         if self.domain_block_size > self.max_position_embeddings:
             raise ValueError("domain_block_size is larger than max_position_embeddings")
+
+
+@dataclass
+class PretrainConfig:
+    """`make base`: pretraining the shipped embedded base (sizes and tokenizer: the `embedded` section)."""
+
+    corpus: str = "data/raw/medquad.jsonl.gz"
+    """Question-answer corpus of the base (MedQuAD, CC BY 4.0, data/raw/SOURCES.md); any reader format."""
+    output: str = "models/embedded-base"
+    """The shipped base folder (weights, tokenizer, template, MODEL_CARD.md, held_out.json); repo-relative."""
+    work_dir: str = "{project_dir}/pretrain"
+    """Checkpoint, tokenizer and token blocks of a run in progress; a rerun resumes from here."""
+    max_tokens: int = field(20_000_000, min=1000)
+    """Training budget in tokens seen (batch x block x steps); the schedule's decay ends here."""
+    max_seconds: float = field(0.0, min=0.0)
+    """Stop (checkpointed, resumable) after this many seconds of training in one run; 0 = run to max_tokens."""
+    block_size: int = field(256, min=16)
+    """Tokens per training block (a question-answer text that fits is never split across blocks)."""
+    batch_size: int = field(8, min=1)
+    """Blocks per optimizer step."""
+    learning_rate: float = field(3e-3, min=0.0)
+    """Peak AdamW learning rate."""
+    warmup_ratio: float = field(0.002, min=0.0, max=0.5)
+    """Fraction of the steps with linear warm-up (0.002 of the default budget: ~40k tokens)."""
+    decay_ratio: float = field(0.2, min=0.0, max=1.0)
+    """Warm-up, constant, then linear decay over this last fraction of the steps (a run stopped before the
+    decay can be continued to a larger max_tokens with the same schedule)."""
+    min_lr_ratio: float = field(0.1, min=0.0, max=1.0)
+    """Learning rate at the end of the decay, as a fraction of the peak."""
+    weight_decay: float = field(0.1, min=0.0)
+    """AdamW weight decay."""
+    val_fraction: float = field(0.02, min=0.0, max=0.5)
+    """Share of the corpus texts held out for the validation loss (keyed by question: stable across runs)."""
+    eval_every_tokens: int = field(500_000, min=1000)
+    """Validation loss (and the urgent probe) every this many training tokens, and at the end."""
+    eval_blocks: int = field(64, min=1)
+    """Validation blocks scored per evaluation."""
+    checkpoint_every_seconds: float = field(120.0, min=0.0)
+    """Atomic checkpoint (weights, optimizer, schedule, RNG, data position) at most this often; 0 = every step."""
+    probe_splits: str | None = "{project_dir}/3.merge"
+    """Demo splits (train/val + .meta.jsonl) for the urgent probe: a logistic regression on the base's
+    question states, fitted on train, AUC on val (does the base read the question?); missing/null = no probe."""
+    held_out_threshold: float = field(0.7, min=0.1, max=1.0)
+    """Jaccard of 3-word shingles at which a corpus text counts as a near duplicate of a held-out question."""
