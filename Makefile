@@ -14,11 +14,14 @@ export TOKENIZERS_PARALLELISM := false
 venv: $(STAMP)
 
 # torch==2.13.0 first, with that exact pin: any looser spec pulls a multi-GB CUDA build on CPU boxes.
+# llama-cpp-python builds llama.cpp from source (~4.5 min on 2 cores, once: pip caches the wheel);
+# GGML_NATIVE=OFF so that a wheel cached on one CPU also runs on another (inference/README.md).
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q torch==2.13.0
-	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	  $(VENV)/bin/python -m pip install -q -e '.[dev]'
 	$(VENV)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from healthai.config.clinical import ClinicalConfig
 from healthai.config.curation import CurationConfig
+from healthai.config.export import ExportConfig
 from healthai.config.filtering import FilterConfig
 from healthai.config.hpo import HPOConfig
 from healthai.config.inference import InferenceConfig
@@ -48,6 +49,7 @@ class PipelineConfig:
     finetune: FinetuneConfig = dc_field(default_factory=FinetuneConfig)
     hpo: HPOConfig = dc_field(default_factory=HPOConfig)
     inference: InferenceConfig = dc_field(default_factory=InferenceConfig)
+    export: ExportConfig = dc_field(default_factory=ExportConfig)
 
     def project_path(self) -> Path:
         """The project directory: --project-dir/$HEALTHAI_PROJECT_DIR, project.dir, site, <repo>/runs."""
