@@ -263,7 +263,8 @@ def test_real_qwen_tokenizer_derived_and_training_template_on_it(tmp_path):
 # -- the stage -----------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_build_stage_writes_a_loadable_trained_model_with_a_card(project_dir):
-    sets = [f"embedded.{k}={v}" for k, v in SMALL.__dict__.items() if k not in ("corpus", "fallback_corpus")]
+    sets = [f"embedded.{k}={v}" for k, v in SMALL.__dict__.items() if k not in ("corpus", "fallback_corpus", "shipped")]
+    sets.append("embedded.shipped=null")  # the tiny base built here, not the shipped one
     cfg = load_config(overrides=sets + ["embedded.domain_epochs=1", "embedded.urgent_style_corpus=false"])
     manifest = base_stage.build_base_stage(cfg)
     out = project_dir / "models" / "embedded-base"
@@ -283,7 +284,8 @@ def test_build_stage_writes_a_loadable_trained_model_with_a_card(project_dir):
 def test_urgent_style_base_needs_the_splits_and_tracks_them_as_inputs(project_dir):
     from healthai.errors import InputError
 
-    sets = [f"embedded.{k}={v}" for k, v in SMALL.__dict__.items() if k not in ("corpus", "fallback_corpus")]
+    sets = [f"embedded.{k}={v}" for k, v in SMALL.__dict__.items() if k not in ("corpus", "fallback_corpus", "shipped")]
+    sets.append("embedded.shipped=null")  # the tiny base built here, not the shipped one
     cfg = load_config(overrides=sets + ["embedded.domain_epochs=0.2", "embedded.urgent_style_corpus=true"])
     with pytest.raises(InputError, match=r"3\.merge/val\.jsonl: .*run stage 3 first"):
         base_stage.build_base_stage(cfg)

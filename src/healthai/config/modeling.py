@@ -11,8 +11,12 @@ from healthai.config.loader import field
 class EmbeddedModelConfig:
     """Sizes of the tiny stand-in model and its domain-base training (the local default base model)."""
 
+    shipped: str | None = None
+    """The pretrained base shipped with the repository (`make base`, MODEL_CARD.md there): the base-model stage
+    checks its held-out record and copies it into the project; null = build a tiny base here from `corpus`
+    with the sizes and domain training below (CI and the tests, where the model's quality is not tested)."""
     corpus: str = "{project_dir}/1.curation/curated.jsonl"
-    """Curated stage-1 records whose assistant answers train the tokenizer and the domain base."""
+    """Curated stage-1 records whose assistant answers train the tokenizer and the domain base (shipped: null)."""
     fallback_corpus: str | None = "data/raw/icliniq_2k_chat.jsonl"
     """Used (with a warning) when `corpus` does not exist yet: raw iCliniq answers; null = fail instead."""
     vocab_size: int = field(6000, min=512)
@@ -109,7 +113,9 @@ class PretrainConfig:
     val_fraction: float = field(0.02, min=0.0, max=0.5)
     """Share of the corpus texts held out for the validation loss (keyed by question: stable across runs)."""
     eval_every_tokens: int = field(500_000, min=1000)
-    """Validation loss (and the urgent probe) every this many training tokens, and at the end."""
+    """Validation loss every this many training tokens, and at the end."""
+    probe_every_tokens: int = field(2_000_000, min=1000)
+    """The urgent probe (~1 min on 2 cores) every this many training tokens, and at the end of each run."""
     eval_blocks: int = field(64, min=1)
     """Validation blocks scored per evaluation."""
     checkpoint_every_seconds: float = field(120.0, min=0.0)

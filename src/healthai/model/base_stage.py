@@ -1,6 +1,11 @@
-"""The base-model stage: tokenizer + tiny model + domain training into $PROJECT_DIR/models/embedded-base.
+"""The base-model stage: the shipped pretrained base (or a tiny one built here) into $PROJECT_DIR/models/embedded-base.
 
     build_base_stage(cfg)        # fine-tuning/build-embedded-model.py, sbatch run-build-model.sh
+    check_held_out(folder, cfg)  # the shipped base's held_out.json against today's held-out files and splits
+
+With `embedded.shipped` (default models/embedded-base, made by `make base`) the stage checks that the base
+never saw a question the demo can hold out, then copies it; with `embedded.shipped: null` (CI, tests) it
+builds the tiny base from the curated corpus as before.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from healthai.errors import InputError
+from healthai.errors import InputError, ModelError
 from healthai.model.base_corpus import corpus_path, read_answers
 from healthai.model.embedded import build_embedded_model, train_domain_base
 from healthai.model.folder import check_model_folder, count_params
@@ -59,8 +64,81 @@ def _layer_summary(ec) -> list[str]:
     return [f"{ec.num_hidden_layers - full} Gated DeltaNet linear attention", f"{full} full attention"]
 
 
+def check_held_out(folder: Path, cfg) -> dict:
+    """The base in `folder` was checked (held_out.json) against every file today's splits and the triage set
+    draw their held-out questions from, and today's val/test records come from those files; else ModelError,
+    one line naming `make base`."""
+    import json
+
+    from healthai.data.readers import source_name
+    from healthai.model.base_corpus import held_out_split_paths, held_out_universe
+    from healthai.pipeline.io import read_jsonl
+
+    path = folder / "held_out.json"
+    if not path.is_file():
+        raise ModelError("the base has no held_out.json (which held-out questions it was checked against): "
+                         "rebuild it with `make base`", file=str(folder))
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    now = held_out_universe(cfg)
+    checked = set(recorded.get("files", {}).values())
+    unchecked = [name for name, sha in now.files.items() if sha not in checked]
+    if unchecked:
+        raise ModelError(f"held-out fingerprint {recorded.get('fingerprint', '?')[:12]} recorded, {now.fingerprint[:12]} "
+                         f"now: the base was never checked against {unchecked[0]} (a changed curation input or triage "
+                         f"set); rebuild it with `make base`", file=str(path))
+    sources = {spec.source or source_name(spec.path) for spec in cfg.curation.inputs}
+    for split in held_out_split_paths(cfg):
+        meta = split.with_name(split.stem + ".meta.jsonl")
+        if meta.is_file():
+            foreign = sorted({m.get("source") for m in read_jsonl(meta)} - sources)
+            if foreign:
+                raise ModelError(f"{split.name} holds records of source {foreign[0]}, which the base was never checked "
+                                 f"against (held-out fingerprint {recorded.get('fingerprint', '?')[:12]}); rebuild it "
+                                 f"with `make base`", file=str(meta))
+    return recorded
+
+
+def use_shipped_base(cfg, force: bool = False) -> dict | None:
+    """The stage with a shipped base: check its held-out record, copy it into the project (a StageRun)."""
+    import shutil
+
+    from healthai.model.base_corpus import held_out_files, held_out_split_paths
+    from healthai.pipeline.stage import StageRun
+
+    shipped = cfg.resolve(cfg.embedded.shipped)
+    check_model_folder(shipped)
+    files = sorted(p for p in shipped.iterdir() if p.is_file() and not p.name.startswith("."))
+    splits = [p for p in held_out_split_paths(cfg) if p.is_file()]
+    inputs = files + held_out_files(cfg) + splits + [p.with_name(p.stem + ".meta.jsonl") for p in splits]
+    with StageRun("base-model", cfg, inputs=inputs, config_sections=["embedded", "curation"], force=force,
+                  output_subdir="models/embedded-base") as run:
+        if run.up_to_date:
+            return run.previous
+        recorded = check_held_out(shipped, cfg)
+        for f in files:
+            dest = run.out_dir / f.name
+            tmp = run.out_dir / f".{f.name}.tmp"
+            shutil.copyfile(f, tmp)
+            os.replace(tmp, dest)
+            run.add_output(dest)
+        check_model_folder(run.out_dir)
+        import json
+
+        manifest = json.loads((shipped / "pretrain.json").read_text(encoding="utf-8")) \
+            if (shipped / "pretrain.json").is_file() else {}
+        run.stats.update(shipped=str(shipped), params=manifest.get("params"), tokens=manifest.get("tokens"),
+                         held_out_fingerprint=recorded.get("fingerprint"), held_out_questions=recorded.get("questions"))
+        run.conserve(n_in=len(files), kept=len(files), rejected=0)
+        print(f"[base-model] the shipped base {shipped} ({manifest.get('params', 0):,} params, "
+              f"{manifest.get('tokens', 0):,} tokens of pretraining; held-out fingerprint "
+              f"{str(recorded.get('fingerprint'))[:12]} checked) -> {run.out_dir}")
+    return run.previous
+
+
 def build_base_stage(cfg, force: bool = False) -> dict | None:
-    """The stage: tokenizer + tiny model + domain training into $PROJECT_DIR/models/embedded-base."""
+    """The stage: the shipped base (`embedded.shipped`), else tokenizer + tiny model + domain training here."""
+    if cfg.embedded.shipped:
+        return use_shipped_base(cfg, force)
     import shutil
     import tempfile
 

@@ -299,10 +299,13 @@ def pretrain(cfg, progress: bool = True) -> dict:
                                "seconds": seconds, "model": model.state_dict(), "optimizer": opt.state_dict(),
                                "scheduler": sched.state_dict(), "rng": torch.get_rng_state(), "curve": json.dumps(curve)})
 
-    def evaluate() -> None:
+    probe_every = max(1, pc.probe_every_tokens // tokens_per_step)
+
+    def evaluate(final: bool = False) -> None:
+        with_probe = probe and (final or step % probe_every == 0)
         point = {"step": step, "tokens": step * tokens_per_step, "seconds": round(seconds, 1),
                  "val_loss": val_loss(model, tensors, pc.eval_blocks, pc.batch_size),
-                 "probe_auc": probe_auc(model, tokenizer, probe) if probe else None}
+                 "probe_auc": probe_auc(model, tokenizer, probe) if with_probe else None}
         curve.append(point)
         tqdm.write(f"[base] step {step}: val loss {point['val_loss']}, probe AUC {point['probe_auc']}",
                    file=sys.stderr)
@@ -332,14 +335,14 @@ def pretrain(cfg, progress: bool = True) -> dict:
                             refresh=False)
         bar.update(1)
         if step % eval_every == 0 or step == total:
-            evaluate()
+            evaluate(final=step == total)
         if time.perf_counter() - last_ckpt >= pc.checkpoint_every_seconds or step == total:
             checkpoint()
             last_ckpt = time.perf_counter()
     bar.close()
     checkpoint()
-    if not curve or curve[-1]["step"] != step:
-        evaluate()
+    if not curve or curve[-1]["step"] != step or curve[-1]["probe_auc"] is None:
+        evaluate(final=True)
         checkpoint()
     return write_folder(cfg, model, tokenizer, held_out, curve, step, total, seconds, n_params,
                         json.loads((work / "prepared.json").read_text()))
