@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from healthai.model.pretrain import batch_indices, lr_factor, split_pairs
+from healthai.config import load_config
+from healthai.model.pretrain import batch_indices, lr_factor, run_key, split_pairs
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "fine-tuning" / "pretrain_base.py"
@@ -111,6 +112,9 @@ def test_a_run_killed_mid_way_resumes_to_the_same_weights(tmp_path):
     assert manifest["curve"][-1]["val_loss"] > 0
     held_out = json.loads((tmp_path / "killed" / "out" / "held_out.json").read_text())
     assert held_out["removed_pairs"] == 0 and len(held_out["fingerprint"]) == 64
+    card = (tmp_path / "killed" / "out" / "MODEL_CARD.md").read_text()
+    assert "**This is not Qwen, and not a medical model.**" in card and "25,600 tokens" in card
+    assert held_out["fingerprint"][:12] in card and "Never use it to answer a patient" in card
 
     # a checkpoint of another run (other sizes) is refused in one line naming the folder
     other = _command(tmp_path, "killed", corpus) + ["--set", "embedded.hidden_size=48"]
@@ -143,3 +147,12 @@ def test_validation_pairs_are_keyed_by_the_question():
     assert 60 < len(val) < 140 and len(train) + len(val) == 2000
     train2, val2 = split_pairs(list(reversed(pairs)) + [("What is new ?", "x")], 0.05)
     assert set(val) <= set(val2) and not set(val2) & set(train)
+
+
+def test_a_checkpoint_is_keyed_by_what_shapes_the_model_not_by_other_settings():
+    record = {"corpus_sha256": "c", "fingerprint": "f"}
+    key = run_key(load_config(), record)
+    assert run_key(load_config(overrides=["embedded.shipped=null", "embedded.domain_epochs=3",
+                                          "pretrain.max_tokens=99999", "pretrain.max_seconds=5"]), record) == key
+    assert run_key(load_config(overrides=["embedded.hidden_size=192"]), record) != key
+    assert run_key(load_config(), {**record, "fingerprint": "g"}) != key

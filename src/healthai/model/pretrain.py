@@ -41,6 +41,12 @@ CHECKPOINT = "checkpoint.pt"
 PROGRESS = "progress.json"
 HELD_OUT = "held_out.json"
 MANIFEST = "pretrain.json"
+CARD = "MODEL_CARD.md"
+ARCHITECTURE = ("vocab_size", "min_frequency", "hidden_size", "intermediate_size", "num_hidden_layers",
+                "full_attention_interval", "num_attention_heads", "num_key_value_heads", "head_dim",
+                "linear_num_key_heads", "linear_num_value_heads", "linear_head_dim", "tie_word_embeddings",
+                "max_position_embeddings", "seed")
+"""The `embedded` keys that shape the tokenizer and the model: a checkpoint resumes only with the same ones."""
 
 
 # -- 1-4: corpus, split, tokenizer, blocks ------------------------------------------------------------
@@ -84,7 +90,8 @@ def _sha256(path: Path) -> str:
 def run_key(cfg, record: dict) -> str:
     """What a checkpoint must share with the run that resumes it: corpus, held-out set, sizes, data shape."""
     pc, ec = cfg.pretrain, cfg.embedded
-    key = {"corpus": record["corpus_sha256"], "held_out": record["fingerprint"], "embedded": cfg.section("embedded"),
+    shape = {k: v for k, v in cfg.section("embedded").items() if k in ARCHITECTURE}
+    key = {"corpus": record["corpus_sha256"], "held_out": record["fingerprint"], "embedded": shape,
            "block_size": pc.block_size, "batch_size": pc.batch_size, "val_fraction": pc.val_fraction,
            "learning_rate": pc.learning_rate, "warmup_ratio": pc.warmup_ratio, "weight_decay": pc.weight_decay,
            "seed": ec.seed}
@@ -375,6 +382,7 @@ def write_folder(cfg, model, tokenizer, held_out: dict, curve: list, step: int, 
         save_model(model, tokenizer, tmp)
         _atomic_json(tmp / HELD_OUT, held_out)
         _atomic_json(tmp / MANIFEST, manifest)
+        (tmp / CARD).write_text(model_card(manifest, held_out, out), encoding="utf-8")
         for f in sorted(tmp.iterdir()):
             os.replace(f, out / f.name)
     finally:
@@ -396,7 +404,53 @@ def _git_commit(subprocess) -> str | None:
         return None
 
 
-def perplexity_note(loss: float | None) -> float | None:
-    return round(math.exp(loss), 1) if loss is not None else None
+def model_card(manifest: dict, held_out: dict, folder: Path) -> str:
+    """MODEL_CARD.md: what the base is and is not, from the manifest; the sweep (sweep.json) and the demo's
+    measured fine-tuning results (evaluation.md) are included when they are in the folder."""
+    ec, pc = manifest["config"]["embedded"], manifest["config"]["pretrain"]
+    last = manifest["curve"][-1] if manifest["curve"] else {}
+    loss = last.get("val_loss")
+    full = sum(1 for i in range(ec["num_hidden_layers"]) if (i + 1) % ec["full_attention_interval"] == 0)
+    status = ("complete" if manifest["complete"] else
+              f"**stopped at {manifest['tokens']:,} of {manifest['budget_tokens']:,} tokens** (constant learning "
+              f"rate, no decay yet): `make base` continues it from its checkpoint")
+    data = manifest["data"]
+    text = f"""# Embedded base: a small Qwen3.5-architecture model pretrained on MedQuAD
+
+**This is not Qwen, and not a medical model.** It is a {manifest['params'] / 1e6:.1f}M-parameter model with the
+Qwen3.5 *text architecture* that this repository pretrains from random weights (`make base`,
+`healthai.model.pretrain`) on public NIH question-answer pairs, so that `make demo` fine-tunes a base that has
+read medical text instead of building one in minutes. On Deucalion the base is Qwen3.5-9B.
+
+| | |
+|---|---|
+| architecture | `Qwen3_5ForCausalLM`, {ec['num_hidden_layers']} layers ({ec['num_hidden_layers'] - full} Gated DeltaNet, {full} full attention), hidden {ec['hidden_size']}, MLP {ec['intermediate_size']}, tied embeddings |
+| parameters | {manifest['params']:,} (float32 safetensors) |
+| tokenizer | byte-level BPE, {ec['vocab_size']} tokens trained on the training pairs, Qwen pre-tokenizer and the 33 Qwen special tokens |
+| chat template | the real Qwen3.5 template with `{{% generation %}}` markers (`chat_template.jinja`) |
+| corpus | MedQuAD (`{pc['corpus']}`, abachaa/MedQuAD @ 577bd37, CC BY 4.0; Ben Abacha & Demner-Fushman 2019): {held_out['corpus_pairs']:,} pairs, written "question\n\nanswer"; {data['train_pairs']:,} train / {data['val_pairs']:,} validation pairs (keyed by question), {data['train_tokens']:,} training tokens per epoch |
+| held out | {held_out['questions']:,} questions (every curation input and the hand-labelled triage set, fingerprint `{held_out['fingerprint'][:12]}`): {held_out['removed_pairs']} corpus pairs were exact or near duplicates ({held_out['check']}) |
+| training | {status}; {manifest['step']:,} steps of {pc['batch_size']}x{pc['block_size']} tokens = {manifest['tokens']:,} tokens ({manifest['tokens'] / max(1, data['train_tokens']):.2f} epochs), AdamW lr {pc['learning_rate']}, warm-up {pc['warmup_ratio']}, decay over the last {pc['decay_ratio']} |
+| time | {manifest['train_seconds'] / 3600:.2f} h of training, {manifest['tokens_per_s']:,.0f} tokens/s on {manifest['cpus']} shared CPU cores ({manifest['threads']} torch threads) |
+| validation loss | {loss} (perplexity {round(math.exp(loss), 1) if loss else '-'}) on {pc['eval_blocks']} held-out MedQuAD blocks |
+| urgent probe | AUC {last.get('probe_auc')}: a logistic regression on the base's states of the demo's train questions, scored on its val questions (0.5 = cannot tell urgent from not) |
+
+## What it is
+- A base that has read ~{manifest['tokens'] / 1e6:.1f}M tokens of encyclopaedic NIH text: disease names, symptoms,
+  treatments, the way health information is phrased. Fine-tuning starts from it instead of from random weights.
+- Every pipeline code path runs on it as on the 9B: tokenisation, chat template, LoRA on the Gated-DeltaNet
+  layers, assistant-only loss, generation, evaluation, export.
+
+## What it is not
+- Not a source of medical advice: with ~{manifest['params'] / 1e6:.1f}M parameters its text is fluent-looking
+  domain prose, often wrong. Never use it to answer a patient.
+- It never saw a patient's first-person question or a chat turn (MedQuAD's questions are templates such as
+  "What are the symptoms of X ?"); the urgent rule comes only from the demo's fine-tuning.
+- Not comparable with Qwen3.5-9B: absolute losses and rates do not transfer.
+"""
+    for extra in ("sweep.md", "evaluation.md"):
+        if (folder / extra).is_file():
+            text += "\n" + (folder / extra).read_text(encoding="utf-8")
+    return text
 
 
