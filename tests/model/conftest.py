@@ -93,3 +93,33 @@ def tiny_export(tmp_path_factory):
     train_adapter(base, adapter)
     run_export_stage(cfg)
     return cfg, project
+
+
+def build_real_layout(out: Path, hidden: int = 64) -> Path:
+    """A random-initialised Qwen3_5ForConditionalGeneration in the real Qwen3.5-9B checkpoint layout:
+    the fixture's config (vision part included, vocab 248,320, mtp_num_hidden_layers 1) scaled down to
+    3 linear-attention + 1 full-attention layers of width `hidden`, the real tokenizer and chat
+    template. 32.6M parameters at hidden 64, 97 % of them the embedding and the untied lm_head."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, Qwen3_5ForConditionalGeneration
+
+    from healthai.model.folder import derive_tokenizer_json
+
+    fixture = REPO_DIR / "tests" / "fixtures" / "qwen3.5-9b"
+    cfg = json.loads((fixture / "config.json").read_text())
+    text, vision = cfg["text_config"], cfg["vision_config"]
+    text.update(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=4,
+                layer_types=["linear_attention"] * 3 + ["full_attention"], num_attention_heads=2,
+                num_key_value_heads=1, linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=32,
+                linear_value_head_dim=32, dtype="float32")  # head_dim 256, mrope [11,11,10], vocab kept
+    vision.update(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    torch.manual_seed(0)
+    model = Qwen3_5ForConditionalGeneration(AutoConfig.from_pretrained(out)).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    derive_tokenizer_json(fixture, out)
+    shutil.copy(fixture / "chat_template.jinja", out / "chat_template.jinja")
+    return out

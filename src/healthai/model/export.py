@@ -17,6 +17,7 @@ from pathlib import Path
 
 from healthai.errors import ModelError
 from healthai.model import gguf
+from healthai.model.gguf import OUTPUT_SUBDIR, gguf_path, recorded_output  # noqa: F401  (re-exported)
 from healthai.model.inference import (
     adapter_path,
     base_path,
@@ -24,26 +25,6 @@ from healthai.model.inference import (
     check_base,
     merge_adapter,
 )
-
-OUTPUT_SUBDIR = "export"
-
-
-def gguf_path(cfg, variant: str, qtype: str | None = None) -> Path:
-    """$PROJECT_DIR/export/{variant}-{type}.gguf (type: export.chat_type unless given)."""
-    return cfg.project_path() / OUTPUT_SUBDIR / f"{variant}-{qtype or cfg.export.chat_type}.gguf"
-
-
-def recorded_output(cfg, path: Path) -> dict | None:
-    """The export manifest's entry (bytes, sha256) for `path`, or None when the export did not write it."""
-    import json
-
-    manifest = cfg.project_path() / OUTPUT_SUBDIR / "manifest.json"
-    if not manifest.is_file():
-        return None
-    for out in json.loads(manifest.read_text(encoding="utf-8")).get("outputs", []):
-        if Path(out["path"]).resolve() == path.resolve():
-            return out
-    return None
 
 
 def stage_inputs(cfg) -> list[Path]:

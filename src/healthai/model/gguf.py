@@ -27,6 +27,27 @@ MAGIC = b"GGUF"
 EXPORT_COMMAND = "cd inference && sbatch run-export.sh"
 """The command that makes the GGUF files (named in the missing-file error)."""
 
+OUTPUT_SUBDIR = "export"
+"""The export stage's folder under $PROJECT_DIR."""
+
+
+def gguf_path(cfg, variant: str, qtype: str | None = None) -> Path:
+    """$PROJECT_DIR/export/{variant}-{type}.gguf (type: export.chat_type unless given)."""
+    return cfg.project_path() / OUTPUT_SUBDIR / f"{variant}-{qtype or cfg.export.chat_type}.gguf"
+
+
+def recorded_output(cfg, path: Path) -> dict | None:
+    """The export manifest's entry (bytes, sha256) for `path`, or None when the export did not write it."""
+    import json
+
+    manifest = cfg.project_path() / OUTPUT_SUBDIR / "manifest.json"
+    if not manifest.is_file():
+        return None
+    for out in json.loads(manifest.read_text(encoding="utf-8")).get("outputs", []):
+        if Path(out["path"]).resolve() == path.resolve():
+            return out
+    return None
+
 
 def cpu_threads(configured: int = 0) -> int:
     """`configured`, or the CPUs this process may use (a Slurm allocation's, not the node's)."""
@@ -120,11 +141,12 @@ def check_gguf(path: Path, recorded: dict | None = None, hint: str = EXPORT_COMM
                              f"export it again with `{hint} --force`", file=str(path))
 
 
-def load_llama(path: Path, n_ctx: int, threads: int = 0, recorded: dict | None = None, vocab_only: bool = False):
+def load_llama(path: Path, n_ctx: int, threads: int = 0, recorded: dict | None = None, vocab_only: bool = False,
+               hint: str = EXPORT_COMMAND):
     """llama_cpp.Llama over a checked file, its chat template rendered with thinking off (as in training)."""
     import llama_cpp
 
-    check_gguf(path, recorded)
+    check_gguf(path, recorded, hint)
     n = cpu_threads(threads)
     try:
         llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n, n_threads_batch=n,

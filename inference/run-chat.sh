@@ -1,0 +1,36 @@
+#!/bin/bash
+# Chat with the assistant through llama.cpp (the GGUF files of run-export.sh), or serve it.
+# Not an sbatch script: run it with bash on a laptop, a login node's salloc shell, or after `bash gpu.sh`.
+#
+#   bash run-chat.sh ft                           # chat with the fine-tuned model (export.chat_type: Q4_K_M)
+#   bash run-chat.sh base                         # ... with the base model
+#   bash run-chat.sh ft --backend transformers    # base + LoRA adapter through transformers, no export needed
+#   bash run-chat.sh ft --type f16                # another exported file
+#   bash run-chat.sh ft --serve --port 8080       # OpenAI-compatible server on 127.0.0.1 (SSH tunnel: README)
+#
+# Inside a salloc shell the python runs as a job step (srun --pty for the chat), as run-inference.sh does.
+usage() {
+  echo "usage: bash run-chat.sh MODE [chat.py options]   (MODE: base | ft)"
+  echo "  needs the GGUF files of: cd inference && sbatch run-export.sh   (or --backend transformers)"
+}
+mode="${1:-}"
+case "$mode" in
+  base|ft) shift ;;
+  -h|--help) usage; exit 0 ;;
+  "") echo "error: MODE is missing" >&2; usage >&2; exit 2 ;;
+  *) echo "error: unknown MODE '$mode'" >&2; usage >&2; exit 2 ;;
+esac
+
+_d="${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")" && pwd)}"
+while [ "$_d" != / ] && [ ! -f "$_d/slurm/common.sh" ]; do _d="$(dirname "$_d")"; done
+source "${HEALTHAI_REPO:-$_d}/slurm/common.sh"
+
+cmd=(python "$HEALTHAI_REPO/inference/chat.py" "$mode" "$@")
+if [ -n "${SLURM_JOB_ID:-}" ] && [ -z "${SLURM_STEP_ID:-}" ] && [ "${ENVIRONMENT:-}" != BATCH ] \
+   && [ "${HEALTHAI_NO_SRUN:-0}" != 1 ] && command -v srun >/dev/null; then
+  step=(--ntasks=1 --nodes=1)
+  if [ -t 0 ] && [ -t 1 ]; then step+=(--pty); fi
+  echo "[run-chat] inside allocation ${SLURM_JOB_ID}: running as a job step (srun ${step[*]})" >&2
+  exec srun "${step[@]}" "${cmd[@]}"
+fi
+exec "${cmd[@]}"
