@@ -9,12 +9,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import TRAIN_PAIRS, build_real_layout, iclinq_pairs
 
-from conftest import TRAIN_PAIRS, build_real_layout, export_cfg, iclinq_pairs
 from healthai.config import REPO_DIR
 from healthai.errors import ModelError
 from healthai.model import gguf
-from healthai.model.gguf_convert import FALLBACK_NOTE, QWEN35_REGEX, is_qwen35_pretokenizer
+from healthai.model.gguf_convert import (
+    FALLBACK_NOTE,
+    QWEN35_REGEX,
+    is_qwen35_pretokenizer,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -169,15 +173,16 @@ def test_bad_gguf_files_fail_in_one_line_naming_the_file(tiny_export, tmp_path):
         gguf.check_gguf(tmp_path / "truncated.gguf", recorded)
 
 
-def test_missing_adapter_and_unconvertible_base_are_one_line(tiny_export, tmp_path, capsys):
+def test_missing_adapter_and_unconvertible_base_are_one_line(tiny_export, tmp_path, capsys, monkeypatch):
     import sys
 
     sys.path.insert(0, str(REPO_DIR / "inference"))
     import export_model
 
-    cfg, project = tiny_export
+    cfg, _ = tiny_export
     base = Path(cfg.models.base)
-    args = ["--project-dir", str(tmp_path / "p"), "--set", f"models.base={base}",
+    monkeypatch.setenv("HEALTHAI_PROJECT_DIR", str(tmp_path / "p"))   # restored after the test
+    args = ["--set", f"models.base={base}",
             "--set", f"models.adapter={tmp_path / 'none'}"]
     assert export_model.main(args) == 1
     err = capsys.readouterr().err.strip()
@@ -186,7 +191,7 @@ def test_missing_adapter_and_unconvertible_base_are_one_line(tiny_export, tmp_pa
     shutil.copytree(base, small)
     conf = json.loads((small / "config.json").read_text())
     (small / "config.json").write_text(json.dumps({**conf, "head_dim": 16}))
-    assert export_model.main(["--project-dir", str(tmp_path / "p"), "--set", f"models.base={small}",
+    assert export_model.main(["--set", f"models.base={small}",
                               "--set", "export.variants=[base]"]) == 1
     err = capsys.readouterr().err.strip()
     assert "head_dim 16" in err and str(small / "config.json") in err, err

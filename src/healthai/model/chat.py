@@ -21,6 +21,14 @@ from typing import TextIO
 from healthai.errors import ModelError
 from healthai.model import gguf
 
+_CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
+
+
+def printable(text: str) -> str:
+    """Text for the terminal: control characters a model may emit (ESC, BEL...) dropped, the history keeps them."""
+    return text.translate(_CONTROL)
+
+
 HELP = "Type a question and press Enter. /reset forgets the conversation, /quit (or Ctrl-D) ends."
 
 
@@ -178,7 +186,7 @@ def chat_loop(backend, cfg, mode: str, read: Callable[[str], str] = input, out: 
             say(f"[the {dropped} oldest turn(s) left the context]\n")
         say(f"{mode}> assistant: ")
         t0 = time.perf_counter()
-        answer, n = backend.reply([system, *history], say)
+        answer, n = backend.reply([system, *history], lambda piece: say(printable(piece)))
         say(f"\n    ({n} tokens in {time.perf_counter() - t0:.1f} s)\n")
         history.append({"role": "assistant", "content": answer})
         answered += 1
