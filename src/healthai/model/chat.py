@@ -12,7 +12,6 @@ context (export.n_ctx minus the answer's export.max_tokens). Greedy, like the ev
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,42 +73,16 @@ class TransformersBackend:
         return sum(len(self.tokenizer(m["content"], add_special_tokens=False)["input_ids"]) + 5 for m in messages)
 
     def reply(self, messages: list[dict], write: Callable[[str], object]) -> tuple[str, int]:
-        import torch
-        from transformers import TextIteratorStreamer
-
-        from healthai.model.generation import clean_answer, pad_token_id, stop_token_ids
+        from healthai.model.generation import pad_token_id, stop_token_ids, stream_generate
 
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
                                                   enable_thinking=False)
         enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.model.device)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
-        out, error = [], []
-
-        def run() -> None:
-            try:
-                with torch.inference_mode():
-                    out.append(self.model.generate(**enc, max_new_tokens=self.max_tokens, do_sample=False,
-                                                   eos_token_id=stop_token_ids(self.tokenizer),
-                                                   pad_token_id=pad_token_id(self.tokenizer), streamer=streamer,
-                                                   temperature=None, top_p=None, top_k=None))
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                error.append(exc)
-                streamer.end()
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        pieces = []
-        for piece in streamer:
-            if not pieces:
-                piece = piece.lstrip()
-            if piece:
-                pieces.append(piece)
-                write(piece)
-        thread.join()
-        if error:
-            raise error[0]
-        n = out[0].shape[1] - enc["input_ids"].shape[1] if out else 0
-        return clean_answer("".join(pieces)), int(n)
+        kwargs = {"max_new_tokens": self.max_tokens, "do_sample": False,
+                  "eos_token_id": stop_token_ids(self.tokenizer), "pad_token_id": pad_token_id(self.tokenizer),
+                  "temperature": None, "top_p": None, "top_k": None}
+        answer, n, _ = stream_generate(self.model, self.tokenizer, dict(enc), kwargs, write, hide_think=False)
+        return answer, n
 
 
 def open_llama(cfg, mode: str, path: Path | None = None) -> LlamaBackend:

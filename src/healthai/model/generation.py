@@ -175,35 +175,33 @@ def _first_token_streamer(tokenizer):
     return Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
 
 
-def stream_answer(model, tokenizer, question: str, cfg: PipelineConfig,
-                  write: Callable[[str], object] | None = None) -> Generation:
-    """Generate one answer and hand each piece of text to `write` as soon as it is decoded."""
+def stream_generate(model, tokenizer, enc: dict, generate_kwargs: dict, write: Callable[[str], object],
+                    hide_think: bool = True) -> tuple[str, int, float | None]:
+    """Run `model.generate` in a thread and hand each decoded piece to `write` as it arrives.
+
+    Returns (answer text, new tokens, time of the first new token or None). With `hide_think`, a
+    think block at the start of the answer is never shown. The chat and `stream_answer` share it.
+    """
     import torch
 
-    write = write or (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
-    enc = tokenizer([render_prompt(tokenizer, question, cfg)], return_tensors="pt", add_special_tokens=False)
-    enc = {k: v.to(model.device) for k, v in enc.items()}
     streamer = _first_token_streamer(tokenizer)
-    kwargs = {**enc, **generation_kwargs(cfg, tokenizer), "streamer": streamer}
     error: list[BaseException] = []
     out: list = []
 
     def run() -> None:
         try:
             with torch.inference_mode():
-                out.append(model.generate(**kwargs))
+                out.append(model.generate(**enc, **generate_kwargs, streamer=streamer))
         except BaseException as exc:  # re-raised in the caller's thread
             error.append(exc)
             streamer.end()
 
-    _seed(cfg)
-    t0 = time.perf_counter()
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     pieces = []
     in_think = False
     for piece in streamer:
-        if not pieces and not in_think and piece.lstrip().startswith("<think>"):
+        if hide_think and not pieces and not in_think and piece.lstrip().startswith("<think>"):
             in_think = True
         if in_think:  # an (empty) think block is never shown to the user
             if "</think>" in piece:
@@ -219,10 +217,21 @@ def stream_answer(model, tokenizer, question: str, cfg: PipelineConfig,
     thread.join()
     if error:
         raise error[0]
-    seconds = time.perf_counter() - t0
     n_new = out[0].shape[1] - enc["input_ids"].shape[1] if out else 0
-    first = streamer.first_token_at - t0 if streamer.first_token_at else None
-    return Generation(question, clean_answer("".join(pieces)), int(n_new), seconds, first)
+    return clean_answer("".join(pieces)), int(n_new), streamer.first_token_at
+
+
+def stream_answer(model, tokenizer, question: str, cfg: PipelineConfig,
+                  write: Callable[[str], object] | None = None) -> Generation:
+    """Generate one answer and hand each piece of text to `write` as soon as it is decoded."""
+    write = write or (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
+    enc = tokenizer([render_prompt(tokenizer, question, cfg)], return_tensors="pt", add_special_tokens=False)
+    enc = {k: v.to(model.device) for k, v in enc.items()}
+    _seed(cfg)
+    t0 = time.perf_counter()
+    answer, n_new, first_at = stream_generate(model, tokenizer, enc, generation_kwargs(cfg, tokenizer), write)
+    seconds = time.perf_counter() - t0
+    return Generation(question, answer, n_new, seconds, first_at - t0 if first_at else None)
 
 
 def first_token_ids(tokenizer, words: Iterable[str]) -> dict[str, int]:
