@@ -25,12 +25,4 @@ _d="${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")" && pwd)}"
 while [ "$_d" != / ] && [ ! -f "$_d/slurm/common.sh" ]; do _d="$(dirname "$_d")"; done
 source "${HEALTHAI_REPO:-$_d}/slurm/common.sh"
 
-cmd=(python "$HEALTHAI_REPO/inference/chat.py" "$mode" "$@")
-if [ -n "${SLURM_JOB_ID:-}" ] && [ -z "${SLURM_STEP_ID:-}" ] && [ "${ENVIRONMENT:-}" != BATCH ] \
-   && [ "${HEALTHAI_NO_SRUN:-0}" != 1 ] && command -v srun >/dev/null; then
-  step=(--ntasks=1 --nodes=1)
-  if [ -t 0 ] && [ -t 1 ]; then step+=(--pty); fi
-  echo "[run-chat] inside allocation ${SLURM_JOB_ID}: running as a job step (srun ${step[*]})" >&2
-  exec srun "${step[@]}" "${cmd[@]}"
-fi
-exec "${cmd[@]}"
+healthai_exec_step run-chat 1 python "$HEALTHAI_REPO/inference/chat.py" "$mode" "$@"

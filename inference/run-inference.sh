@@ -8,10 +8,8 @@
 #   bash run-inference.sh ft --interactive   # type questions, answers stream as they are generated
 #   bash run-inference.sh ft --prompt "I have a sore throat."   # any inference.py option after MODE
 #
-# Inside a salloc shell this script runs on the submit side, outside any job step, where the GPU
-# is not visible (no CUDA_VISIBLE_DEVICES): the python then runs as a job step through `srun`.
-# In a batch job (already a step with the GPU) or without Slurm it runs directly.
-# HEALTHAI_NO_SRUN=1 turns the srun step off.
+# Inside a salloc shell the python runs as a job step through `srun`, where the GPU is visible
+# (healthai_exec_step in slurm/common.sh); HEALTHAI_NO_SRUN=1 turns that off.
 usage() {
   echo "usage: bash run-inference.sh MODE [inference.py options]   (MODE: base | ft)"
   echo "  base  the base model (models.base)"
@@ -30,13 +28,6 @@ _d="${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")" && pwd)}"
 while [ "$_d" != / ] && [ ! -f "$_d/slurm/common.sh" ]; do _d="$(dirname "$_d")"; done
 source "${HEALTHAI_REPO:-$_d}/slurm/common.sh"
 
-cmd=(python "$HEALTHAI_REPO/inference/inference.py" --mode "$mode" "$@")
-if [ -n "${SLURM_JOB_ID:-}" ] && [ -z "${SLURM_STEP_ID:-}" ] && [ "${ENVIRONMENT:-}" != BATCH ] \
-   && [ "${HEALTHAI_NO_SRUN:-0}" != 1 ] && command -v srun >/dev/null; then
-  step=(--ntasks=1 --nodes=1)
-  # A terminal for the chat: line editing, and answers appear token by token.
-  if [[ " $* " == *" --interactive "* ]] && [ -t 0 ] && [ -t 1 ]; then step+=(--pty); fi
-  echo "[run-inference] inside allocation ${SLURM_JOB_ID}: running as a job step (srun ${step[*]})" >&2
-  exec srun "${step[@]}" "${cmd[@]}"
-fi
-exec "${cmd[@]}"
+# A terminal for the chat (line editing, answers token by token): --pty with --interactive.
+pty=0; [[ " $* " == *" --interactive "* ]] && pty=1
+healthai_exec_step run-inference "$pty" python "$HEALTHAI_REPO/inference/inference.py" --mode "$mode" "$@"

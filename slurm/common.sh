@@ -72,3 +72,20 @@ healthai_run_requeueable() {
   trap - USR1
   return $_rc
 }
+
+# Run a command for an interactive script (run-inference.sh, run-chat.sh): inside a salloc shell
+# it runs on the submit side, outside any job step, where the GPU is not visible (no
+# CUDA_VISIBLE_DEVICES), so the command becomes a job step through srun (--pty when asked, for a
+# terminal). In a batch job (already a step) or without Slurm it runs directly.
+# HEALTHAI_NO_SRUN=1 turns the srun step off.   usage: healthai_exec_step NAME PTY(0|1) CMD...
+healthai_exec_step() {
+  local name=$1 pty=$2; shift 2
+  if [ -n "${SLURM_JOB_ID:-}" ] && [ -z "${SLURM_STEP_ID:-}" ] && [ "${ENVIRONMENT:-}" != BATCH ] \
+     && [ "${HEALTHAI_NO_SRUN:-0}" != 1 ] && command -v srun >/dev/null; then
+    local step=(--ntasks=1 --nodes=1)
+    if [ "$pty" = 1 ] && [ -t 0 ] && [ -t 1 ]; then step+=(--pty); fi
+    echo "[$name] inside allocation ${SLURM_JOB_ID}: running as a job step (srun ${step[*]})" >&2
+    exec srun "${step[@]}" "$@"
+  fi
+  exec "$@"
+}
