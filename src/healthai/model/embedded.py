@@ -220,6 +220,20 @@ def weighted_lm_loss(model, input_ids, weights) -> "Any":
     return (ce * w.reshape(-1)).sum() / (w > 0).sum().clamp(min=1)
 
 
+def train_step(model, opt, sched, blocks, weights) -> float:
+    """One optimizer step on the weighted LM loss, gradients clipped at 1.0; returns the loss.
+    The domain pass here and `make base`'s pretraining share it."""
+    import torch
+
+    loss = weighted_lm_loss(model, blocks, weights)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
 def train_domain_base(folder: str | os.PathLike, texts: list[str], cfg=None, progress: bool = True) -> dict:
     """Full fine-tune of the model in `folder` as a plain causal LM on `texts`; saved back in place.
 
@@ -261,15 +275,9 @@ def train_domain_base(folder: str | os.PathLike, texts: list[str], cfg=None, pro
             order = torch.randperm(len(blocks), generator=gen)
         idx, order = order[: ec.domain_batch_size], order[ec.domain_batch_size:]
         batch = blocks[idx]
-        loss = weighted_lm_loss(model, batch, block_weights[idx])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        value = train_step(model, opt, sched, batch, block_weights[idx])
         step += 1
         tokens += batch.numel()
-        value = float(loss.detach())
         stats["losses"].append(round(value, 4))
         bar.set_postfix(loss=f"{value:.3f}")
         bar.update(1)

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from healthai.errors import InputError
 from healthai.model.base_corpus import find_leaks, held_out_universe, read_pairs
-from healthai.model.embedded import build_tokenizer, domain_blocks, embedded_model_config, init_model, weighted_lm_loss
+from healthai.model.embedded import (build_tokenizer, domain_blocks, embedded_model_config, init_model,
+                                     train_step, weighted_lm_loss)
 from healthai.model.folder import count_params, save_model
 
 log = logging.getLogger("healthai.modeling")
@@ -328,15 +329,9 @@ def pretrain(cfg, progress: bool = True) -> dict:
             break
         t0 = time.perf_counter()
         idx = batch_indices(step, len(blocks), pc.batch_size, ec.seed)
-        loss = weighted_lm_loss(model, blocks[idx], weights[idx])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        value = train_step(model, opt, sched, blocks[idx], weights[idx])
         step += 1
         seconds += time.perf_counter() - t0
-        value = float(loss.detach())
         loss_ema = value if loss_ema is None else 0.98 * loss_ema + 0.02 * value
         bar.set_postfix_str(f"loss {loss_ema:.3f}, {step * tokens_per_step / max(seconds, 1e-9):,.0f} tok/s",
                             refresh=False)
