@@ -71,25 +71,15 @@ def train_adapter(base: Path, adapter: Path, steps: int = 30) -> None:
 def tiny_export(tmp_path_factory):
     """(cfg, project dir): the embedded Qwen3.5-architecture model at a toy size (jittered so that greedy
     decoding does not collapse), a quickly trained adapter, and the export stage run on both."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     from healthai.model.base_corpus import read_answers
-    from healthai.model.embedded import build_embedded_model
     from healthai.model.export import run_export_stage
+    from model_helpers import jittered_embedded_base
 
     root = tmp_path_factory.mktemp("gguf")
     base, adapter, project = root / "base", root / "adapter", root / "project"
     project.mkdir()
     cfg = export_cfg(project, base, adapter)
-    build_embedded_model(base, read_answers(ICLINIQ)[:200], cfg)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not any(k in name for k in ("norm", "A_log", "dt_bias")):
-                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-    model.save_pretrained(base)
+    jittered_embedded_base(base, read_answers(ICLINIQ)[:200], cfg)
     train_adapter(base, adapter)
     run_export_stage(cfg)
     return cfg, project

@@ -39,22 +39,16 @@ def tiny_models(tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from healthai.model.embedded import build_embedded_model
     from healthai.model.base_corpus import read_answers
+    from model_helpers import jittered_embedded_base
 
     root = tmp_path_factory.mktemp("tiny")
     cfg = load_config(site="local", overrides=[
         "embedded.vocab_size=1024", "embedded.hidden_size=64", "embedded.intermediate_size=128",
         "embedded.head_dim=16", "embedded.linear_head_dim=16"])
     texts = read_answers(REPO_DIR / "data" / "raw" / "icliniq_2k_chat.jsonl")[:200]
-    base = build_embedded_model(root / "base", texts, cfg)
+    base = jittered_embedded_base(root / "base", texts, cfg)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not any(k in name for k in ("norm", "A_log", "dt_bias")):
-                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-    model.save_pretrained(base)
     torch.manual_seed(1)
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
                                                   init_lora_weights=False))
