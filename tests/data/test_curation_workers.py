@@ -6,11 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
+from waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_S = 120
@@ -29,16 +29,6 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return alive
 
 
-def _wait_for(what: str, check, deadline_s: float = DEADLINE_S):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)  # poll interval, not synchronisation: the state is re-read each time
-    raise AssertionError(f"never happened within {deadline_s:.0f} s: {what}")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_killing_the_stage_leaves_no_worker_behind(tmp_path, how):
@@ -49,13 +39,14 @@ def test_killing_the_stage_leaves_no_worker_behind(tmp_path, how):
     try:
         parent = psutil.Process(stage.pid)
         # Mid-way: both workers started and the parent still curating.
-        workers = _wait_for("the stage starting its 2 worker processes",
-                            lambda: len(parent.children()) >= 2 and parent.children())
+        workers = wait_for(lambda: len(parent.children()) >= 2 and parent.children(),
+                           "the stage starting its 2 worker processes", deadline_s=DEADLINE_S, interval_s=0.05)
         assert stage.poll() is None, "the stage ended before it could be killed mid-way"
         stage.send_signal(how)
         stage.wait(timeout=DEADLINE_S)
-        _wait_for(f"the workers {[p.pid for p in workers]} ending after their parent got {how.name}",
-                  lambda: not _alive(workers))
+        wait_for(lambda: not _alive(workers),
+                 f"the workers {[p.pid for p in workers]} ending after their parent got {how.name}",
+                 deadline_s=DEADLINE_S, interval_s=0.05)
     finally:
         if stage.poll() is None:
             stage.kill()
