@@ -34,7 +34,7 @@ base: venv
 	umask 007 && $(VENV)/bin/python fine-tuning/pretrain_base.py $(BASE_ARGS)
 
 test: venv
-	umask 007 && $(VENV)/bin/python -m pytest -q
+	umask 007 && $(VENV)/bin/python -m pytest -q --durations=15
 
 test-fast: venv
 	umask 007 && $(VENV)/bin/python -m pytest -q -m "not slow and not slurm"

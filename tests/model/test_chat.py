@@ -197,11 +197,14 @@ def test_run_chat_serve_prints_the_url_and_stops_on_ctrl_c(tiny_export):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    # the port is free again: nothing of the server is left
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
+    # nothing of the server is left: its process group is gone and the port is free again (a
+    # connection of the request may stay in TIME_WAIT: free for a bind with SO_REUSEADDR, as servers do)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+    serve.check_port_free("127.0.0.1", port)
     # and a port that is taken: one line naming it, exit 1
     with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         taken.bind(("127.0.0.1", port))
         taken.listen()
         out = subprocess.run([sys.executable, str(REPO_DIR / "inference" / "chat.py"), "ft", "--serve", "--port",

@@ -32,6 +32,9 @@ def check_port_free(host: str, port: int) -> None:
     """One line naming the port when something already listens there (the server's own error is a
     uvicorn traceback-ish log and exit code 3)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as the server binds (uvicorn sets SO_REUSEADDR): a port whose last connections are in
+        # TIME_WAIT after a server stopped is free; only a listening socket makes bind fail
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
