@@ -1,6 +1,6 @@
 #!/bin/bash
 # Submit the whole pipeline as one Slurm job chain (afterok dependencies), in workshop order:
-#   curation -> filter -> merge -> base-model -> optuna -> final fine-tuning -> evaluation
+#   curation -> filter -> merge -> base-model -> optuna -> final fine-tuning -> export (GGUF) -> evaluation
 #   (base-model builds the embedded stand-in after merge, whose val/test questions it must leave out;
 #   it is skipped where models.base is another model, e.g. Qwen3.5-9B on Deucalion)
 #   clinical (its own branch)

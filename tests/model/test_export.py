@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -208,3 +210,46 @@ def test_gguf_of_another_base_is_refused_by_the_chat(tiny_export, tmp_path):
         open_llama(cfg, "ft", other)
     assert str(other) in str(err.value)
     assert open_llama(cfg, "ft", project / "export" / "ft-q8_0.gguf").path.name == "ft-q8_0.gguf"
+
+
+def test_evaluation_report_section_puts_llama_cpp_next_to_transformers(tiny_export):
+    from healthai.model.evaluate import export_agreement_path, llama_section
+
+    cfg, project = tiny_export
+    path = export_agreement_path(cfg)
+    assert path == project / "export" / "agreement.json"
+    agreement = json.loads(path.read_text())
+    section = llama_section(path, cfg)
+    assert section.count("| prompt | transformers | llama.cpp |") == 2          # base and ft
+    for variant in ("base", "ft"):
+        rows = agreement[variant]["gguf"][cfg.export.chat_type]["prompts"]
+        for hf, row in zip(agreement[variant]["transformers"], rows):
+            assert " ".join(hf.split()).replace("|", "\\|") in section
+            assert " ".join(row["answer"].split()).replace("|", "\\|") in section
+
+
+def test_size_estimate_matches_the_exported_files_and_gives_the_9b_table(tiny_export):
+    from healthai.model import gguf_sizes
+
+    cfg, project = tiny_export
+    manifest = json.loads((project / "export" / "manifest.json").read_text())
+    sizes = manifest["stats"]["sizes"]
+    rows = {r.qtype: r for r in gguf_sizes.estimate(cfg.resolve(cfg.models.base), cfg.export.n_ctx)}
+    # f16 is 2 bytes a weight (norms in f32, metadata and the vocabulary on top); q8_0 8.5 bits
+    for qtype, slack in (("f16", 0.15), ("q8_0", 0.25)):
+        measured = sizes[f"base-{qtype}.gguf"] / 1e9
+        assert abs(rows[qtype].file_gb - measured) <= slack * measured + 0.002, (qtype, rows[qtype], measured)
+    assert rows["Q4_K_M"].file_gb < rows["q8_0"].file_gb < rows["f16"].file_gb
+    card = (project / "export" / "README.md").read_text()
+    assert "| GGUF type | bits/weight | file (GB) | llama.cpp memory (GB) |" in card
+    # Qwen3.5-9B from its real config: 8.95 B text parameters, as the README's table says
+    out = subprocess.run([sys.executable, str(REPO_DIR / "inference" / "gguf_sizes.py"),
+                          str(REPO_DIR / "tests" / "fixtures" / "qwen3.5-9b")], capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    assert out.startswith("8.95 B text parameters")
+    assert "| Q4_K_M | 4.90 | 5.48 |" in out and "| f16 | 16.00 | 17.91 |" in out
+    readme = (REPO_DIR / "inference" / "README.md").read_text()
+    assert "| Q4_K_M | 4.90 | 5.48 |" in readme, "inference/README.md's size table is not the script's output"
+    bad = subprocess.run([sys.executable, str(REPO_DIR / "inference" / "gguf_sizes.py"), str(project)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "config.json" in bad.stderr

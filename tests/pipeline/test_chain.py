@@ -33,7 +33,8 @@ def test_dependencies_follow_workshop_order():
     for stage in STAGES:
         for need in stage.needs:
             assert order.index(need) < order.index(stage.name)
-    assert BY_NAME["finetune"].needs == ("optuna",) and BY_NAME["evaluate"].needs == ("finetune",)
+    assert BY_NAME["finetune"].needs == ("optuna",) and BY_NAME["evaluate"].needs == ("finetune", "export")
+    assert BY_NAME["export"].needs == ("finetune",)          # the report shows the GGUF's answers (#21)
     assert BY_NAME["clinical"].needs == ()
 
 

@@ -109,6 +109,9 @@ def evaluate(cfg: PipelineConfig, force: bool = False, progress: bool = False) -
     inputs = [data_path, meta_path, base_path(cfg) / "config.json"] + [adapter / n for n in ADAPTER_FILES]
     if cfg.inference.triage_set:
         inputs.append(cfg.resolve(cfg.inference.triage_set))
+    agreement = export_agreement_path(cfg)
+    if agreement.is_file():  # the export stage ran: its llama.cpp answers go into the report
+        inputs.append(agreement)
     with StageRun("evaluate", cfg, inputs=inputs, config_sections=["inference", "filter", "models"],
                   output_subdir="inference", force=force) as run:
         if run.up_to_date:
@@ -175,6 +178,8 @@ def evaluate(cfg: PipelineConfig, force: bool = False, progress: bool = False) -
                           "first_token": {m: ev.first_token_summary(t_seek[m], [it["is_urgent"] for it in triage_items])
                                           for m in MODES}}
             extra.append(("Hand-labelled triage set", ev.triage_set_section(triage_set, seek)))
+        if agreement.is_file():
+            extra.append(("The workshop prompts in llama.cpp", llama_section(agreement, cfg)))
         out = run.writer("answers.jsonl")
         for i, it in enumerate(items):
             out.write_record({**it, "answers": {m: answers[m][i].answer for m in MODES},
@@ -195,6 +200,37 @@ def evaluate(cfg: PipelineConfig, force: bool = False, progress: bool = False) -
         run.conserve(n_in=n_in, kept=len(items), rejected=len(rejected_rows), skipped=skipped)
         run.stats.update({"summaries": summaries, "first_token": first_token, "timings": timings})
         return {"summaries": summaries, "out_dir": str(run.out_dir), "first_token": first_token}
+
+
+def export_agreement_path(cfg: PipelineConfig) -> Path:
+    from healthai.model.gguf import OUTPUT_SUBDIR
+
+    return cfg.project_path() / OUTPUT_SUBDIR / "agreement.json"
+
+
+def llama_section(path: Path, cfg: PipelineConfig) -> str:
+    """The export's greedy answers: transformers next to llama.cpp (export.chat_type, the file people chat with)."""
+    import json
+
+    from healthai.model.evaluation import _md_text
+
+    agreement = json.loads(path.read_text(encoding="utf-8"))
+    qtype = cfg.export.chat_type
+    most = next(iter(agreement.values()), {}).get("max_new_tokens", "?")
+    lines = [(f"Greedy answers written by the export stage ({path}): transformers and the `{qtype}` GGUF "
+              f"through llama.cpp, the file `run-chat.sh` loads. Up to {most} tokens each."), ""]
+    for variant, a in agreement.items():
+        g = a["gguf"].get(qtype)
+        if not g:
+            continue
+        lines.append(f"**{variant}** ({qtype}): the same tokens as transformers on {g['token_agreement']:.0%} of "
+                     f"the prompts, the same urgent decision on {g['urgent_decision_agreement']:.0%}.")
+        lines.append("")
+        lines += ["| prompt | transformers | llama.cpp |", "|---|---|---|"]
+        for q, hf, row in zip(a["prompts"], a["transformers"], g["prompts"]):
+            lines.append(f"| {_md_text(q)[:120]} | {_md_text(hf) or '(empty)'} | {_md_text(row['answer']) or '(empty)'} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def first_token_table(first_token: dict[str, dict], word: str) -> str:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from healthai.errors import ModelError
-from healthai.model import gguf
+from healthai.model import gguf, gguf_sizes
 from healthai.model.gguf import OUTPUT_SUBDIR, gguf_path, recorded_output  # noqa: F401  (re-exported)
 from healthai.model.inference import (
     adapter_path,
@@ -215,7 +215,11 @@ def model_card(cfg, sizes: dict[str, int], agree: dict, timings: dict) -> str:
     for variant, a in agree.items():
         lines.append(f"\n{variant}: transformers {a['transformers_tokens_per_s']} tokens/s on the same prompts "
                      f"({a['max_new_tokens']} new tokens at most).")
-    lines += ["", "Memory: about the file size plus the context cache (export.n_ctx tokens).", "",
+    known = tuple(t for t in (*ec.convert_types, *ec.quant_types) if t in gguf_sizes.BITS_PER_WEIGHT)
+    lines += ["", "Estimated from the config (inference/gguf_sizes.py; llama.cpp's bits per weight, tied "
+              "embeddings counted once): ", "",
+              gguf_sizes.markdown(gguf_sizes.estimate(base_path(cfg), ec.n_ctx, known),
+                                  gguf_sizes.text_params(base_path(cfg)), ec.n_ctx), "",
               ("Chat: `cd inference && bash run-chat.sh ft` · serve: `bash run-chat.sh ft --serve` · any llama.cpp "
                "build: `llama-cli -m ft-Q4_K_M.gguf -cnv` (inference/README.md).")]
     return "\n".join(ln for ln in lines if ln is not None) + "\n"

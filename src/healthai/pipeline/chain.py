@@ -47,7 +47,10 @@ STAGES: tuple[Stage, ...] = (
           builds_base=True),
     Stage("optuna", "fine-tuning", "run-ft-optuna.sh", "hpo", ("merge", "base-model")),
     Stage("finetune", "fine-tuning", "run-ft.sh", "ft", ("optuna",)),
-    Stage("evaluate", "inference", "run-evaluate.sh", "inference", ("finetune",)),
+    # after finetune: the GGUF files for llama.cpp (chat, server, Deucalion's Llama.cpp app); the
+    # evaluation report shows their answers next to transformers'
+    Stage("export", "inference", "run-export.sh", "export", ("finetune",)),
+    Stage("evaluate", "inference", "run-evaluate.sh", "inference", ("finetune", "export")),
     Stage("clinical", "4.Clinical-reasoning", "run-clinical.sh", "4.clinical"),
 )
 BY_NAME = {s.name: s for s in STAGES}
