@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from healthai.config import REPO_DIR
+
 from healthai.config import load_config
 from healthai.model.pretrain import batch_indices, lr_factor, run_key, split_pairs
 
@@ -156,3 +158,31 @@ def test_a_checkpoint_is_keyed_by_what_shapes_the_model_not_by_other_settings():
                                           "pretrain.max_tokens=99999", "pretrain.max_seconds=5"]), record) == key
     assert run_key(load_config(overrides=["embedded.hidden_size=192"]), record) != key
     assert run_key(load_config(), {**record, "fingerprint": "g"}) != key
+
+
+def test_the_shipped_base_is_complete_small_and_holds_out_todays_files():
+    """models/embedded-base, what `make demo` fine-tunes (embedded.shipped): made by `make base`, within the size
+    a clone accepts, safetensors only, loadable by transformers, its held-out record current."""
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from healthai.config import load_config
+    from healthai.model.base_stage import check_held_out
+
+    cfg = load_config(site="local")
+    shipped = cfg.resolve(cfg.embedded.shipped)
+    assert shipped == REPO_DIR / "models" / "embedded-base"
+    weights = shipped / "model.safetensors"
+    assert weights.stat().st_size <= 20e6
+    assert not list(shipped.glob("*.bin")) and not list(shipped.glob("*.pt"))
+    with safe_open(str(weights), framework="pt") as f:
+        assert len(list(f.keys())) > 10
+    manifest = json.loads((shipped / "pretrain.json").read_text())
+    assert manifest["complete"] and manifest["tokens"] >= 10_000_000
+    assert manifest["curve"][-1]["val_loss"] < manifest["curve"][0]["val_loss"] - 2   # it learned the corpus
+    card = (shipped / "MODEL_CARD.md").read_text()
+    assert "## How the size was chosen (the sweep)" in card and (shipped / "sweep.png").stat().st_size > 10_000
+    check_held_out(shipped, cfg)      # raises naming `make base` when today's held-out files changed
+    model = AutoModelForCausalLM.from_pretrained(shipped, trust_remote_code=False)
+    tok = AutoTokenizer.from_pretrained(shipped)
+    assert type(model).__name__ == "Qwen3_5ForCausalLM" and "<|im_end|>" in tok.get_vocab()
