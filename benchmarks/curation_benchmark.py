@@ -177,13 +177,16 @@ def build(n: int, dup_share: float, seed: int, path: Path) -> tuple[dict[int, in
     return cluster, facts
 
 
-def run_stage(corpus: Path, project: Path, workers: int | None = None) -> tuple[float, float, float, dict]:
+def run_stage(corpus: Path, project: Path, workers: int | None = None,
+              sets: tuple[str, ...] = ()) -> tuple[float, float, float, dict]:
     """(wall seconds, peak RSS of the process tree in MB, CPU seconds of the tree, stats.json)."""
     env = dict(os.environ, HEALTHAI_PROJECT_DIR=str(project))
     cmd = [sys.executable, str(REPO / "1.Initial-curation" / "curate_dataset.py"), "--input", str(corpus), "--force",
            "--no-progress", "--set", "project.max_bad_fraction=0.5"]
     if workers is not None:
         cmd += ["--set", f"curation.workers={workers}"]
+    for item in sets:
+        cmd += ["--set", item]
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     proc = psutil.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -224,6 +227,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--work", default=str(REPO / "benchmarks" / "out" / "curation"))
     ap.add_argument("--workers", type=int, default=None, help="curation.workers (default: the config's, 0 = all CPUs)")
+    ap.add_argument("--mining-reps", type=int, default=None,
+                    help="stage runs with curation.boilerplate_mining off and on, alternating (default 2, quick 1)")
     ap.add_argument("--build-only", action="store_true", help="write the corpus and its facts, run nothing")
     args = ap.parse_args()
     work = Path(args.work)
@@ -268,8 +273,21 @@ def main() -> int:
              "peak_rss_mb": round(peak_mb, 1), "saved": stats["total_examples_saved"],
              "duplicates_removed": stats["duplicates_removed"], "low_quality_removed": stats["low_quality_removed"],
              "dedup_internal": stats.get("dedup"), **score(pred, truth, present)}
+    # The mining pass's cost (issue 20: within 10 %): the same stage with it off and on, alternating in
+    # this run, so that a load change on the box hits both.
+    reps = args.mining_reps or (1 if runinfo.quick() else 2)
+    walls: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(reps):
+        for state in ("off", "on"):
+            flag = "true" if state == "on" else "false"
+            walls[state].append(run_stage(corpus, work / f"project-mining-{state}", args.workers,
+                                          (f"curation.boilerplate_mining.enabled={flag}",))[0])
+    mining = {"seconds_off": runinfo.spread(walls["off"]), "seconds_on": runinfo.spread(walls["on"]),
+              "ratio_on_off": runinfo.spread([on / off for on, off in zip(walls["on"], walls["off"])]),
+              "goal": "on/off wall <= 1.10"}
     result = {"records": args.records, "injected_near_duplicates": int(args.records * args.dup_share),
-              "corpus": facts, "stage": stage, "pandas_exact_baseline": baseline}
+              "corpus": facts, "stage": stage, "pandas_exact_baseline": baseline,
+              "boilerplate_mining": mining}
     out = REPO / "benchmarks" / "results" / "curation_benchmark.json"
     runinfo.write(out, RUN, result)
     print(json.dumps(result, indent=2))
