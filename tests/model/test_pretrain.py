@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from healthai.config import REPO_DIR
-
-from healthai.config import load_config
+from healthai.config import REPO_DIR, load_config
 from healthai.model.pretrain import batch_indices, lr_factor, run_key, split_pairs
 
 REPO = Path(__file__).resolve().parents[2]

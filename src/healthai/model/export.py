@@ -216,8 +216,8 @@ def model_card(cfg, sizes: dict[str, int], agree: dict, timings: dict) -> str:
         lines.append(f"\n{variant}: transformers {a['transformers_tokens_per_s']} tokens/s on the same prompts "
                      f"({a['max_new_tokens']} new tokens at most).")
     known = tuple(t for t in (*ec.convert_types, *ec.quant_types) if t in gguf_sizes.BITS_PER_WEIGHT)
-    lines += ["", "Estimated from the config (inference/gguf_sizes.py; llama.cpp's bits per weight, tied "
-              "embeddings counted once): ", "",
+    lines += ["", ("Estimated from the config (inference/gguf_sizes.py; llama.cpp's bits per weight, tied "
+                   "embeddings counted once):"), "",
               gguf_sizes.markdown(gguf_sizes.estimate(base_path(cfg), ec.n_ctx, known),
                                   gguf_sizes.text_params(base_path(cfg)), ec.n_ctx), "",
               ("Chat: `cd inference && bash run-chat.sh ft` · serve: `bash run-chat.sh ft --serve` · any llama.cpp "
