@@ -11,10 +11,11 @@ from healthai.config.loader import field
 class EmbeddedModelConfig:
     """Sizes of the tiny stand-in model and its domain-base training (the local default base model)."""
 
-    shipped: str | None = None
+    shipped: str | None = "models/embedded-base"
     """The pretrained base shipped with the repository (`make base`, MODEL_CARD.md there): the base-model stage
     checks its held-out record and copies it into the project; null = build a tiny base here from `corpus`
-    with the sizes and domain training below (CI and the tests, where the model's quality is not tested)."""
+    with the sizes and domain training below (CI and the tests, where the model's quality is not tested:
+    configs/sites/ci.yaml)."""
     corpus: str = "{project_dir}/1.curation/curated.jsonl"
     """Curated stage-1 records whose assistant answers train the tokenizer and the domain base (shipped: null)."""
     fallback_corpus: str | None = "data/raw/icliniq_2k_chat.jsonl"
