@@ -95,14 +95,14 @@ def hf_greedy(model_dir: Path, cfg, questions: list[str], max_new_tokens: int) -
     return texts, tokens, n / seconds if seconds else 0.0
 
 
-def agreement(cfg, model_dir: Path, files: dict[str, Path], n_prompts: int, max_new_tokens: int) -> dict:
-    """Greedy tokens of every GGUF against transformers on the first n workshop prompts, and the answers."""
+def agreement(cfg, model_dir: Path, files: dict[str, Path], questions: list[str], max_new_tokens: int) -> dict:
+    """Greedy tokens of every GGUF against transformers on `questions`, the answers, and both speeds
+    (the stage: the workshop prompts; benchmarks/export_benchmark.py: those + test-split questions)."""
     from transformers import AutoTokenizer
 
     from healthai.model.evaluation import starts_with_prefix
     from healthai.model.generation import clean_answer
 
-    questions = list(cfg.inference.prompts)[:n_prompts]
     texts, ref, hf_tps = hf_greedy(model_dir, cfg, questions, max_new_tokens)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     decode = lambda ids: clean_answer(tokenizer.decode(ids, skip_special_tokens=True))
@@ -173,7 +173,8 @@ def run_export_stage(cfg, force: bool = False) -> dict | None:
                 print(f"[export] {path.name}: {path.stat().st_size / 1e6:,.1f} MB in {secs:.1f} s "
                       f"(quantized from {variant}-f16.gguf)", flush=True)
             if ec.agreement_prompts:
-                agree[variant] = agreement(cfg, folder, files[variant], ec.agreement_prompts,
+                agree[variant] = agreement(cfg, folder, files[variant],
+                                           list(cfg.inference.prompts)[:ec.agreement_prompts],
                                            ec.agreement_max_new_tokens)
                 for qtype, a in agree[variant]["gguf"].items():
                     print(f"[export] {variant}-{qtype}: greedy tokens equal to transformers on "
