@@ -17,6 +17,7 @@ plan=(
   "rewrite_benchmark.py||--n 4 --max-new-tokens 16 --repeat 1"
   "finetune_benchmark.py||--n 16 --steps 2 --batch 4 --max-length 384"
   "hpo_benchmark.py|needs-demo|--n-trials 2"
+  "export_benchmark.py|needs-demo|--quick"
   "urgent_levers.py|needs-demo|skip"
 )
 # The search and the lever study train on the demo's splits and base (make demo writes them).

@@ -73,6 +73,13 @@ ROWS = [
     Row("inference_benchmark.json", "inference, 16 prompts: batched tokens/s",
         lambda d: f"{d['runs']['batched']['tokens_per_s']:.1f}", lambda d: f"one at a time {d['runs']['one_at_a_time']['tokens_per_s']:.1f}",
         lambda d: d["batched_speedup"], "≥ 3x", lambda d: d["batched_speedup"] >= d["target_speedup"]),
+    Row("export_benchmark.json", "llama.cpp ft-Q4_K_M: tokens/s (median)",
+        lambda d: f"{d['gguf']['Q4_K_M']['tokens_per_s']['median']:.0f} (greedy tokens = transformers on "
+                  f"{d['gguf']['Q4_K_M']['token_agreement']:.0%}, q8_0 {d['gguf']['q8_0']['token_agreement']:.0%}, "
+                  f"f16 {d['gguf']['f16']['token_agreement']:.0%} of {d['prompts']})",
+        lambda d: f"transformers fp32 {d['transformers_tokens_per_s']['median']:.0f}",
+        lambda d: d["gguf"]["Q4_K_M"]["speed_ratio_vs_transformers"],
+        "faster than transformers; q8_0 urgent decision ≥ 95 %", lambda d: d["meets_targets"]),
 ]
 
 
