@@ -30,10 +30,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(cfg) -> int:
         ec = cfg.embedded
-        banner("fine-tuning · embedded base model", cfg, corpus=corpus_path(cfg),
-               output=cfg.project_path() / "models" / "embedded-base",
-               model=f"Qwen3.5 text, {ec.num_hidden_layers} layers, hidden {ec.hidden_size}, vocab {ec.vocab_size}",
-               domain=f"{ec.domain_epochs} epochs, lr {ec.domain_learning_rate}, up to {ec.domain_max_tokens:,} tokens")
+        output = cfg.project_path() / "models" / "embedded-base"
+        if ec.shipped:  # copied, not built: the build settings below would not describe it
+            banner("fine-tuning · embedded base model", cfg, shipped=cfg.resolve(ec.shipped), output=output)
+        else:
+            banner("fine-tuning · embedded base model", cfg, corpus=corpus_path(cfg), output=output,
+                   model=f"Qwen3.5 text, {ec.num_hidden_layers} layers, hidden {ec.hidden_size}, vocab {ec.vocab_size}",
+                   domain=f"{ec.domain_epochs} epochs, lr {ec.domain_learning_rate}, "
+                          f"up to {ec.domain_max_tokens:,} tokens")
         build_base_stage(cfg, force=args.force)
         return 0
 
