@@ -54,7 +54,8 @@ def _record(universe, **change) -> dict:
             **change}
 
 
-def test_a_base_checked_against_other_held_out_files_is_refused_naming_make_base(universe, tmp_path):
+def test_a_base_checked_against_other_held_out_files_is_refused_naming_make_base(universe, project_dir, tmp_path):
+    # project_dir: a fresh project without splits (a demo's runs/3.merge would be checked too)
     base = tmp_path / "base"
     base.mkdir()
     (base / "held_out.json").write_text(json.dumps(_record(universe)), encoding="utf-8")
